@@ -1,0 +1,37 @@
+# The README's two commands are `make demo` and `make test`; each sets everything up first.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UNDERTOW := $(VENV)/bin/undertow
+
+.PHONY: setup demo test lint format typecheck bench clean
+
+setup:
+	@scripts/setup.sh
+
+# Until the streaming pipeline lands, the main job is the batch check on the bundled
+# example: a fraud model's reference week against two drifted days.
+demo: setup
+	@mkdir -p .undertow
+	@$(UNDERTOW) baseline create --data examples/reference.csv --model fraud --version v1 \
+		--out .undertow/fraud-v1.baseline.json
+	@$(UNDERTOW) check --baseline .undertow/fraud-v1.baseline.json --data examples/current.csv
+
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check streams agents tests bench
+	$(PY) -m ruff format --check streams agents tests bench
+	$(PY) -m mypy streams
+
+format: setup
+	$(PY) -m ruff format streams agents tests bench
+	$(PY) -m ruff check --fix streams agents tests bench
+
+bench: setup
+	@VENV=.venv-bench EXTRAS=bench scripts/setup.sh
+	@.venv-bench/bin/python bench/bench_check.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/data

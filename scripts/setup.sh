@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Everything `make demo` and `make test` need, on a fresh Debian/Ubuntu machine that has
+# only Python and git. Safe to run again: each step checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-dev}
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+apt_ready=
+apt_install() {
+    is_root || return 1
+    command -v apt-get >/dev/null || return 1
+    if [[ -z $apt_ready ]]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        apt_ready=1
+    fi
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# 1. A virtual environment. Debian splits `venv` into python3-venv.
+if [[ ! -x $VENV/bin/python ]]; then
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        rm -rf "$VENV"
+        pyver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+        apt_install "python${pyver}-venv" || apt_install python3-venv \
+            || die "cannot create a virtual environment: install the Debian package python3-venv"
+        "$PYTHON" -m venv "$VENV"
+    fi
+fi
+
+# 2. The project and its tools. The stamp skips a reinstall when nothing changed.
+stamp=$VENV/.installed-$EXTRAS
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+    say "installing undertow[$EXTRAS] into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+    touch "$stamp"
+fi
+
+# 3. A redis-server binary: the workers' state store and the test fixtures need one,
+#    unless the user points UNDERTOW_REDIS_URL at a Redis they run themselves.
+if ! command -v redis-server >/dev/null; then
+    if [[ -n ${UNDERTOW_REDIS_URL:-} ]]; then
+        say "no redis-server binary; using UNDERTOW_REDIS_URL=${UNDERTOW_REDIS_URL%%@*}"
+    elif ! apt_install redis-server; then
+        die "redis-server is missing. Install the Debian package 'redis-server' (sudo apt-get install redis-server), or set UNDERTOW_REDIS_URL=redis://host:port/0 to use an existing Redis."
+    fi
+    # Debian's package starts a system-wide Redis on 6379; undertow starts its own on a
+    # free port and never needs that one.
+fi
+say "ready"
