@@ -1,0 +1,197 @@
+"""A model version's reference: what its inputs and outputs looked like when it was trusted.
+
+A baseline is plain, versioned JSON so that it can be reviewed, diffed, stored in Redis and
+read by any worker. Each column keeps a histogram whose bins are fixed here, so a window of
+live traffic is counted into the same bins and compared bin for bin.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from streams.errors import BaselineFormatError
+from streams.histogram import CategoricalHistogram, NumericHistogram
+from streams.severity import Thresholds
+
+FORMAT = "undertow.baseline/1"
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
+
+
+@dataclass
+class NumericReference:
+    """Reference for a numeric column: fine histogram, PSI edges and summary statistics."""
+
+    name: str
+    histogram: NumericHistogram
+    coarse_edges: npt.NDArray[np.float64]
+    summary: dict[str, float | None]
+    kind: Literal["numeric"] = "numeric"
+
+    @property
+    def missing_rate(self) -> float:
+        return _rate(self.histogram.missing, self.histogram.total)
+
+    def empty_histogram(self) -> NumericHistogram:
+        return self.histogram.empty_like()
+
+    def coarse_counts(self, histogram: NumericHistogram) -> npt.NDArray[np.int64]:
+        return histogram.coarsen(self.coarse_edges)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "coarse_edges": self.coarse_edges.tolist(),
+            "histogram": self.histogram.to_state(),
+            "summary": self.summary,
+            "missing_rate": self.missing_rate,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> NumericReference:
+        return cls(
+            name=name,
+            histogram=NumericHistogram.from_state(data["histogram"]),
+            coarse_edges=np.asarray(data["coarse_edges"], dtype=np.float64),
+            summary=dict(data["summary"]),
+        )
+
+
+@dataclass
+class CategoricalReference:
+    """Reference for a categorical column: its categories (plus unseen) and their counts."""
+
+    name: str
+    histogram: CategoricalHistogram
+    summary: dict[str, Any]
+    kind: Literal["categorical"] = "categorical"
+
+    @property
+    def missing_rate(self) -> float:
+        return _rate(self.histogram.missing, self.histogram.total)
+
+    def empty_histogram(self) -> CategoricalHistogram:
+        return self.histogram.empty_like()
+
+    def coarse_counts(self, histogram: CategoricalHistogram) -> npt.NDArray[np.int64]:
+        return histogram.counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "histogram": self.histogram.to_state(),
+            "summary": self.summary,
+            "missing_rate": self.missing_rate,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> CategoricalReference:
+        return cls(
+            name=name,
+            histogram=CategoricalHistogram.from_state(data["histogram"]),
+            summary=dict(data["summary"]),
+        )
+
+
+Reference = NumericReference | CategoricalReference
+
+
+def reference_from_dict(name: str, data: dict[str, Any]) -> Reference:
+    kind = data.get("type")
+    if kind == "numeric":
+        return NumericReference.from_dict(name, data)
+    if kind == "categorical":
+        return CategoricalReference.from_dict(name, data)
+    raise ValueError(f"column {name!r} has unknown type {kind!r}")
+
+
+@dataclass
+class Baseline:
+    """Everything a worker or the batch check needs to judge a window of one model version."""
+
+    model: str
+    version: str
+    features: dict[str, Reference]
+    prediction: Reference | None = None
+    target: Reference | None = None
+    task: Task | None = None
+    threshold: float = 0.5
+    binning: str = "quantile"
+    bins: int = 10
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    performance: dict[str, float] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "model": self.model,
+            "version": self.version,
+            "created_at": self.created_at,
+            "task": self.task,
+            "threshold": self.threshold,
+            "binning": self.binning,
+            "bins": self.bins,
+            "thresholds": self.thresholds.to_dict(),
+            "source": self.source,
+            "performance": self.performance,
+            "features": {n: r.to_dict() for n, r in self.features.items()},
+            "prediction": None if self.prediction is None else self.prediction.to_dict(),
+            "target": None if self.target is None else self.target.to_dict(),
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Baseline:
+        fmt = data.get("format")
+        if fmt != FORMAT:
+            raise BaselineFormatError(
+                f"baseline format {fmt!r} is not supported by this version "
+                f"(it reads {FORMAT!r}); recreate it with `undertow baseline create`"
+            )
+        try:
+            return cls(
+                model=str(data["model"]),
+                version=str(data["version"]),
+                created_at=float(data["created_at"]),
+                task=data.get("task"),
+                threshold=float(data.get("threshold", 0.5)),
+                binning=str(data.get("binning", "quantile")),
+                bins=int(data.get("bins", 10)),
+                thresholds=Thresholds.from_dict(data.get("thresholds", {})),
+                source=dict(data.get("source", {})),
+                performance=dict(data.get("performance", {})),
+                features={n: reference_from_dict(n, d) for n, d in data["features"].items()},
+                prediction=_optional_reference("prediction", data.get("prediction")),
+                target=_optional_reference("target", data.get("target")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BaselineFormatError(f"baseline is malformed: {exc}") from None
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Baseline:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BaselineFormatError(f"baseline is not valid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise BaselineFormatError("baseline is not a JSON object")
+        return cls.from_dict(data)
+
+
+def _optional_reference(name: str, data: dict[str, Any] | None) -> Reference | None:
+    return None if data is None else reference_from_dict(name, data)
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else math.nan
