@@ -1,0 +1,3 @@
+import sys
+from agents.cli import main
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""`undertow baseline create`: a model version's reference from a CSV or JSON Lines file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from agents.cli.options import name_list, non_negative, positive_int, share
+from agents.cli.progress import file_progress
+from streams.baseline import TASKS
+from streams.baseline_builder import DEFAULT_IGNORE, TARGET_NAMES, BuildOptions, build_baseline
+from streams.binning import BINNINGS
+from streams.errors import InputError
+from streams.severity import Thresholds
+from streams.tabular import TableFile
+
+
+def register(sub: Any) -> None:
+    baseline = sub.add_parser("baseline", help="create a model version's reference")
+    actions = baseline.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        help="build a baseline from reference data",
+        description=(
+            "Build a baseline from reference data (CSV with a header row, or JSON Lines). "
+            "Every column that is not the prediction, the target or ignored is a feature; "
+            "a column is numeric when at least 95%% of its first 10,000 values are numbers "
+            "(the rest are then malformed rows)."
+        ),
+    )
+    create.add_argument("--data", required=True, metavar="FILE", help="CSV or JSON Lines")
+    create.add_argument("--model", required=True, help="model name, e.g. fraud")
+    create.add_argument("--version", required=True, help="model version, e.g. v2.1.0")
+    create.add_argument("--out", required=True, metavar="FILE", help="baseline JSON to write")
+    create.add_argument(
+        "--prediction", metavar="COL", help="the model's output column (default: 'prediction')"
+    )
+    create.add_argument(
+        "--target",
+        metavar="COL",
+        help=f"ground-truth column (default: the first of {', '.join(TARGET_NAMES)} present)",
+    )
+    create.add_argument("--task", choices=TASKS, help="default: inferred from the columns")
+    create.add_argument(
+        "--bins", type=positive_int, default=10, help="PSI bins per numeric feature (10)"
+    )
+    create.add_argument("--binning", choices=BINNINGS, default="quantile")
+    create.add_argument(
+        "--threshold", type=share, default=0.5, help="decision threshold of a binary model"
+    )
+    create.add_argument(
+        "--features", type=name_list, metavar="A,B", help="monitor only these columns"
+    )
+    create.add_argument(
+        "--ignore",
+        type=name_list,
+        metavar="A,B",
+        default=list(DEFAULT_IGNORE),
+        help=f"columns that are not features (default: {','.join(DEFAULT_IGNORE)})",
+    )
+    create.add_argument(
+        "--categorical",
+        type=name_list,
+        metavar="A,B",
+        default=[],
+        help="treat these columns as categorical even when they hold numbers (codes, ids)",
+    )
+    create.add_argument(
+        "--sample-rows",
+        type=positive_int,
+        default=1_000_000,
+        help="rows kept to place bin edges; larger files take a second, exact counting pass",
+    )
+    create.add_argument(
+        "--max-bad-share",
+        type=share,
+        default=0.01,
+        help="share of malformed rows tolerated before the file is rejected (0.01)",
+    )
+    create.add_argument("--psi-warning", type=non_negative, default=Thresholds.psi_warning)
+    create.add_argument("--psi-critical", type=non_negative, default=Thresholds.psi_critical)
+    create.set_defaults(run=run_create)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    try:
+        thresholds = Thresholds(psi_warning=args.psi_warning, psi_critical=args.psi_critical)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    options = BuildOptions(
+        model=args.model,
+        version=args.version,
+        prediction=args.prediction,
+        target=args.target,
+        task=args.task,
+        bins=args.bins,
+        binning=args.binning,
+        threshold=args.threshold,
+        features=args.features,
+        ignore=args.ignore,
+        categorical=args.categorical,
+        sample_rows=args.sample_rows,
+        max_bad_share=args.max_bad_share,
+        thresholds=thresholds,
+    )
+    table = TableFile(args.data)
+    with file_progress(table.path, table.size) as progress:
+        baseline, report = build_baseline(table, options, progress)
+    try:
+        with open(args.out, "wb") as f:
+            f.write(baseline.to_json())
+    except OSError as exc:
+        raise InputError(f"cannot write the baseline: {exc.strerror}", path=args.out) from None
+
+    numeric = sum(r.kind == "numeric" for r in baseline.features.values())
+    parts = [
+        f"baseline {baseline.model} {baseline.version}: {len(baseline.features)} features "
+        f"({numeric} numeric, {len(baseline.features) - numeric} categorical) "
+        f"from {report.rows:,} rows"
+    ]
+    if baseline.prediction is not None:
+        parts.append(f"task {baseline.task}, prediction {baseline.source['prediction_column']!r}")
+    if baseline.target is not None:
+        parts.append(f"target {baseline.source['target_column']!r}")
+    print("; ".join(parts) + f" -> {os.fspath(args.out)}", file=sys.stderr)
+    if report.bad:
+        print(
+            f"undertow: warning: {report.bad} malformed row(s) left out; first: "
+            f"{report.examples[0].describe()}",
+            file=sys.stderr,
+        )
+    return 0
