@@ -7,12 +7,16 @@ raw values: memory is O(bins), whatever the traffic.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+
+from streams.bin_locator import BinLocator
+from streams.exact_sum import decode_counts, encode_counts, exact_sum
 
 FloatArray = npt.NDArray[np.float64]
 CountArray = npt.NDArray[np.int64]
@@ -31,6 +35,8 @@ class NumericHistogram:
 
     The sums of the finite values that fell in the under/overflow bins are kept too: they make
     the Wasserstein distance exact in the tails, where bins have no width to interpolate in.
+    They are kept exactly (see `exact_sum`), so partials merged in any grouping give the
+    same sums to the last bit, like the counts.
 
     Examples
     --------
@@ -47,13 +53,13 @@ class NumericHistogram:
 
     __slots__ = (
         "_locator",
+        "_over_terms",
+        "_under_terms",
         "counts",
         "edges",
         "maximum",
         "minimum",
         "missing",
-        "over_sum",
-        "under_sum",
     )
 
     def __init__(self, edges: Sequence[float] | FloatArray) -> None:
@@ -65,13 +71,31 @@ class NumericHistogram:
         self.missing = 0
         self.minimum = math.inf
         self.maximum = -math.inf
-        self.under_sum = 0.0
-        self.over_sum = 0.0
+        self._under_terms: list[float] = []
+        self._over_terms: list[float] = []
         self._locator: BinLocator | None = None
 
     @property
     def n_bins(self) -> int:
         return int(self.counts.size)
+
+    @property
+    def under_sum(self) -> float:
+        """Sum of the finite values below the first edge, correctly rounded."""
+        return self._under_terms[0] if self._under_terms else 0.0
+
+    @under_sum.setter
+    def under_sum(self, value: float) -> None:
+        self._under_terms = [float(value)] if value else []
+
+    @property
+    def over_sum(self) -> float:
+        """Sum of the finite values above the last edge, correctly rounded."""
+        return self._over_terms[0] if self._over_terms else 0.0
+
+    @over_sum.setter
+    def over_sum(self, value: float) -> None:
+        self._over_terms = [float(value)] if value else []
 
     @property
     def count(self) -> int:
@@ -114,9 +138,9 @@ class NumericHistogram:
             below = finite < self.edges[0]
             above = finite > self.edges[-1]
             if below.any():
-                self.under_sum += float(finite[below].sum())
+                self._under_terms = exact_sum(finite[below].tolist(), self._under_terms)
             if above.any():
-                self.over_sum += float(finite[above].sum())
+                self._over_terms = exact_sum(finite[above].tolist(), self._over_terms)
 
     def update_sorted(self, values: FloatArray) -> None:
         """Count an ascending, NaN-free array in O(bins · log n), without touching each value.
@@ -135,27 +159,41 @@ class NumericHistogram:
         if finite.size:
             self.minimum = min(self.minimum, float(finite[0]))
             self.maximum = max(self.maximum, float(finite[-1]))
-            self.under_sum += float(finite[: np.searchsorted(finite, self.edges[0])].sum())
-            over_from = np.searchsorted(finite, self.edges[-1], side="right")
-            self.over_sum += float(finite[over_from:].sum())
+            under = finite[: np.searchsorted(finite, self.edges[0])]
+            over = finite[np.searchsorted(finite, self.edges[-1], side="right") :]
+            if under.size:
+                self._under_terms = exact_sum(under.tolist(), self._under_terms)
+            if over.size:
+                self._over_terms = exact_sum(over.tolist(), self._over_terms)
 
     def merge(self, other: NumericHistogram) -> None:
         """Add another partial over the same edges into this one."""
-        if not np.array_equal(self.edges, other.edges):
+        if self.edges is not other.edges and not np.array_equal(self.edges, other.edges):
             raise ValueError("cannot merge numeric histograms with different edges")
         self.counts += other.counts
         self.missing += other.missing
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
-        self.under_sum += other.under_sum
-        self.over_sum += other.over_sum
+        if other._under_terms:
+            self._under_terms = exact_sum(other._under_terms, self._under_terms)
+        if other._over_terms:
+            self._over_terms = exact_sum(other._over_terms, self._over_terms)
 
     def __iadd__(self, other: NumericHistogram) -> NumericHistogram:
         self.merge(other)
         return self
 
     def empty_like(self) -> NumericHistogram:
-        return NumericHistogram(self.edges)
+        """An empty histogram over the same edges, sharing this one's (read-only) bin locator.
+
+        Every pane of a model version starts from its baseline's histograms, so the locator
+        table is built once per baseline instead of once per pane.
+        """
+        h = NumericHistogram(self.edges)
+        if self._locator is None:
+            self._locator = BinLocator(self.edges)
+        h._locator = self._locator
+        return h
 
     def copy(self) -> NumericHistogram:
         h = self.empty_like()
@@ -179,7 +217,7 @@ class NumericHistogram:
         return np.add.reduceat(self.counts, starts).astype(np.int64)
 
     def to_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "kind": self.kind,
             "edges": self.edges.tolist(),
             "counts": self.counts.tolist(),
@@ -189,6 +227,12 @@ class NumericHistogram:
             "under_sum": self.under_sum,
             "over_sum": self.over_sum,
         }
+        # The rest of an exact sum's expansion, only when there is one (rarely).
+        if len(self._under_terms) > 1:
+            state["under_sum_rest"] = self._under_terms[1:]
+        if len(self._over_terms) > 1:
+            state["over_sum_rest"] = self._over_terms[1:]
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> NumericHistogram:
@@ -202,59 +246,45 @@ class NumericHistogram:
         h.maximum = -math.inf if state["max"] is None else float(state["max"])
         h.under_sum = float(state["under_sum"])
         h.over_sum = float(state["over_sum"])
+        h._under_terms += [float(t) for t in state.get("under_sum_rest", ())]
+        h._over_terms += [float(t) for t in state.get("over_sum_rest", ())]
         return h
+
+    def to_compact_state(self) -> dict[str, Any]:
+        """Counts-only state for a histogram whose edges are known elsewhere (the baseline).
+
+        Zero fields are left out and counts are sparse when most bins are empty (see
+        `encode_counts`); `load_compact_state` on an `empty_like` histogram reads it back.
+
+        >>> h = NumericHistogram([0.0, 1.0, 2.0]); h.update_many([0.5, 0.5, 9.0, None])
+        >>> h.to_compact_state()
+        {'c': [0, 2, 0, 1], 'm': 1, 'lo': 0.5, 'hi': 9.0, 'os': [9.0]}
+        """
+        state: dict[str, Any] = {}
+        if self.counts.any():
+            state["c"] = encode_counts(self.counts)
+        if self.missing:
+            state["m"] = self.missing
+        if math.isfinite(self.minimum):
+            state["lo"] = self.minimum
+            state["hi"] = self.maximum
+        if self._under_terms:
+            state["us"] = list(self._under_terms)
+        if self._over_terms:
+            state["os"] = list(self._over_terms)
+        return state
+
+    def load_compact_state(self, state: dict[str, Any]) -> None:
+        """Replace this histogram's contents with a `to_compact_state` dict."""
+        self.counts = decode_counts(state.get("c"), self.counts.size)
+        self.missing = int(state.get("m", 0))
+        self.minimum = float(state.get("lo", math.inf))
+        self.maximum = float(state.get("hi", -math.inf))
+        self._under_terms = [float(t) for t in state.get("us", ())]
+        self._over_terms = [float(t) for t in state.get("os", ())]
 
     def __repr__(self) -> str:
         return f"NumericHistogram(bins={self.n_bins}, count={self.count}, missing={self.missing})"
-
-
-class BinLocator:
-    """``np.searchsorted(edges, x, side="right")``, several times faster on unsorted data.
-
-    Binary search over ~200 edges costs a cache miss and a mispredicted branch per step.
-    Instead the edge range is cut into equal cells; a table gives, for each cell, a bin at
-    or just below the right one, and a few vectorised passes of ``x >= edge`` step up to
-    it. Quantile edges put few edges in any one cell; when a heavy tail crowds too many
-    into one, this falls back to binary search, so the answer is always exact.
-    """
-
-    MAX_PASSES = 6
-
-    def __init__(self, edges: FloatArray, cells: int | None = None) -> None:
-        self.edges = edges
-        k = edges.size
-        self.cells = cells or int(min(max(16 * k, 1024), 1 << 16))
-        lo, hi = float(edges[0]), float(edges[-1])
-        self.lo = lo
-        with np.errstate(over="ignore", divide="ignore"):
-            scale = self.cells / (hi - lo) if hi > lo else 0.0
-        # A range so narrow the cell width underflows gets plain binary search.
-        self.scale = scale if math.isfinite(scale) and (hi - lo) * scale > 0 else 0.0
-        starts = lo + np.arange(self.cells) / self.scale if self.scale else np.full(1, lo)
-        # One bin low on purpose: a value rounded into the next cell still starts at or
-        # below its bin, and the passes below only ever step up.
-        below = np.maximum(np.searchsorted(edges, starts, side="left") - 1, 0)
-        self.table = np.concatenate(([0], below, [k - 1])).astype(np.intp)
-        per_cell = np.diff(np.concatenate((below, [k])))
-        self.passes = int(per_cell.max(initial=0)) + 2
-        # NaN compares false, so nothing steps past the overflow bin (not even +inf).
-        self.padded = np.concatenate((edges, [np.nan]))
-        self.lower = np.concatenate(([-np.inf], edges))
-
-    def locate(self, values: FloatArray) -> npt.NDArray[np.intp]:
-        if not self.scale or self.passes > self.MAX_PASSES:
-            return np.searchsorted(self.edges, values, side="right")
-        cell = np.clip((values - self.lo) * self.scale, -1, self.cells).astype(np.intp)
-        idx = self.table[cell + 1]
-        padded = self.padded
-        for _ in range(self.passes):
-            idx += values >= padded[idx]
-        # Check every answer against its two edges; float rounding near tiny or crowded
-        # edges can defeat the table, and those few values get binary search instead.
-        wrong = (values < self.lower[idx]) | (values >= padded[idx])
-        if wrong.any():
-            idx[wrong] = np.searchsorted(self.edges, values[wrong], side="right")
-        return idx
 
 
 class CategoricalHistogram:
@@ -273,7 +303,7 @@ class CategoricalHistogram:
 
     kind = "categorical"
 
-    __slots__ = ("_index", "categories", "counts", "missing")
+    __slots__ = ("_index", "_lookup", "categories", "counts", "missing")
 
     def __init__(self, categories: Sequence[str]) -> None:
         cats = [str(c) for c in categories]
@@ -281,6 +311,11 @@ class CategoricalHistogram:
             raise ValueError("categories must be distinct")
         self.categories: list[str] = cats
         self._index: dict[str, int] = {c: i for i, c in enumerate(cats)}
+        # The categories a value can be looked up as directly: all of them, unless one is
+        # spelled like a missing value (then that spelling must stay missing).
+        self._lookup = self._index
+        if any(_is_missing(c) for c in cats):
+            self._lookup = {c: i for c, i in self._index.items() if not _is_missing(c)}
         self.counts: CountArray = np.zeros(len(cats) + 1, dtype=np.int64)
         self.missing = 0
 
@@ -305,6 +340,11 @@ class CategoricalHistogram:
 
     def update_many(self, values: Iterable[object]) -> None:
         """Count a batch of values (None, NaN and empty strings are missing)."""
+        if isinstance(values, list | tuple) and self._update_known(values):
+            return
+        self._update_each(values)
+
+    def _update_each(self, values: Iterable[object]) -> None:
         index = self._index
         unseen = len(self.categories)
         codes = []
@@ -317,6 +357,26 @@ class CategoricalHistogram:
         self.missing += missing
         if codes:
             self.counts += np.bincount(np.asarray(codes, dtype=np.intp), minlength=unseen + 1)
+
+    def _update_known(self, values: Sequence[object]) -> bool:
+        """`update_many` by one C-level dict lookup per value; the misses go value by value.
+
+        Missing, unseen and non-string values miss. Returns False, having counted nothing,
+        when a value cannot be looked up at all (unhashable).
+        """
+        lookup = cast(Callable[[object, int], int], self._lookup.get)
+        try:
+            codes = np.fromiter(
+                map(lookup, values, itertools.repeat(-1)), dtype=np.intp, count=len(values)
+            )
+        except TypeError:
+            return False
+        misses = np.flatnonzero(codes < 0)
+        if misses.size:
+            self._update_each([values[i] for i in misses.tolist()])
+            codes = codes[codes >= 0]
+        self.counts += np.bincount(codes, minlength=self.counts.size)
+        return True
 
     def merge(self, other: CategoricalHistogram) -> None:
         if self.categories != other.categories:
@@ -353,6 +413,25 @@ class CategoricalHistogram:
         h.counts = counts
         h.missing = int(state["missing"])
         return h
+
+    def to_compact_state(self) -> dict[str, Any]:
+        """Counts-only state; the categories live in the baseline.
+
+        >>> h = CategoricalHistogram(["a", "b", "c"]); h.update_many(["b", "b", "a", None])
+        >>> h.to_compact_state()
+        {'c': [1, 2, 0, 0], 'm': 1}
+        """
+        state: dict[str, Any] = {}
+        if self.counts.any():
+            state["c"] = encode_counts(self.counts)
+        if self.missing:
+            state["m"] = self.missing
+        return state
+
+    def load_compact_state(self, state: dict[str, Any]) -> None:
+        """Replace this histogram's contents with a `to_compact_state` dict."""
+        self.counts = decode_counts(state.get("c"), self.counts.size)
+        self.missing = int(state.get("m", 0))
 
     def __repr__(self) -> str:
         return (
