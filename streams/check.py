@@ -6,16 +6,13 @@ and compared column by column, exactly as a streaming window would be.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from streams.baseline import Baseline, NumericReference, Reference
 from streams.baseline_builder import DEFAULT_IGNORE, ReadReport
-from streams.comparison import compare_column
+from streams.comparison import compare_column, positive_rate
 from streams.errors import InputError
 from streams.histogram import CategoricalHistogram, Histogram, NumericHistogram
 from streams.severity import Severity
@@ -74,7 +71,7 @@ def check(
     if prediction and prediction_column and baseline.task == "binary":
         score = current[prediction_column]
         assert isinstance(score, NumericHistogram)
-        prediction["positive_rate"] = _positive_rate(score, baseline.threshold)
+        prediction["positive_rate"] = positive_rate(score, baseline.threshold)
     warnings = [
         f"column {c!r} is entirely missing in {table.path} ({r['count']} rows)"
         for c, r in results.items()
@@ -116,29 +113,3 @@ def _monitored_columns(
             path=table.path,
         )
     return columns
-
-
-def _positive_rate(scores: NumericHistogram, threshold: float) -> float:
-    """Share of scores at or above the threshold, exact when it is a bin edge."""
-    n = scores.count
-    if n == 0:
-        return math.nan
-    edges = scores.edges
-    pos = int(np.searchsorted(edges, threshold, side="left"))
-    if pos < edges.size and edges[pos] == threshold:
-        return float(scores.counts[pos + 1 :].sum()) / n
-    # Between edges: interpolate the bin that holds the threshold.
-    return _interpolated_above(scores, threshold) / n
-
-
-def _interpolated_above(scores: NumericHistogram, threshold: float) -> float:
-    edges, counts = scores.edges, scores.counts
-    i = int(np.searchsorted(edges, threshold, side="right"))  # bin index holding threshold
-    above = float(counts[i + 1 :].sum())
-    if 1 <= i < edges.size:
-        lo, hi = edges[i - 1], edges[i]
-        share = (hi - threshold) / (hi - lo) if hi > lo else 0.0
-        above += share * float(counts[i])
-    elif i == 0:
-        above += float(counts[0])
-    return above

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from streams import drift
 from streams.baseline import CategoricalReference, NumericReference, Reference
 from streams.histogram import CategoricalHistogram, Histogram, NumericHistogram
@@ -43,6 +45,32 @@ def compare_column(
     result["quality_status"] = str(quality_level)
     result["status"] = str(max(drift_level, quality_level))
     return result
+
+
+def positive_rate(scores: NumericHistogram, threshold: float) -> float:
+    """Share of scores at or above the threshold, exact when it is a bin edge."""
+    n = scores.count
+    if n == 0:
+        return math.nan
+    edges = scores.edges
+    pos = int(np.searchsorted(edges, threshold, side="left"))
+    if pos < edges.size and edges[pos] == threshold:
+        return float(scores.counts[pos + 1 :].sum()) / n
+    # Between edges: interpolate the bin that holds the threshold.
+    return _interpolated_above(scores, threshold) / n
+
+
+def _interpolated_above(scores: NumericHistogram, threshold: float) -> float:
+    edges, counts = scores.edges, scores.counts
+    i = int(np.searchsorted(edges, threshold, side="right"))  # bin index holding threshold
+    above = float(counts[i + 1 :].sum())
+    if 1 <= i < edges.size:
+        lo, hi = edges[i - 1], edges[i]
+        share = (hi - threshold) / (hi - lo) if hi > lo else 0.0
+        above += share * float(counts[i])
+    elif i == 0:
+        above += float(counts[0])
+    return above
 
 
 def _numeric(reference: NumericReference, current: NumericHistogram) -> dict[str, Any]:

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from streams.baseline import Baseline
-from streams.check import _positive_rate
-from streams.comparison import compare_column
+from streams.comparison import compare_column, positive_rate
 from streams.histogram import NumericHistogram
 from streams.pane import PaneState
 from streams.severity import Severity
@@ -62,7 +61,7 @@ def evaluate_window(
         prediction["reference_missing_rate"] = baseline.prediction.missing_rate
         prediction["type_mismatch"] = window.prediction_type_mismatch
         if baseline.task == "binary" and isinstance(window.prediction, NumericHistogram):
-            prediction["positive_rate"] = _positive_rate(window.prediction, baseline.threshold)
+            prediction["positive_rate"] = positive_rate(window.prediction, baseline.threshold)
     levels = [Severity.parse(r["status"]) for r in [*features.values(), prediction] if r]
     return {
         "model": window.model,
