@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from agents.cli import baseline as baseline_cmd
 from agents.cli import check as check_cmd
+from agents.cli import worker as worker_cmd
 from streams import __version__
 from streams.errors import InputError
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     baseline_cmd.register(sub)
     check_cmd.register(sub)
+    worker_cmd.register(sub)
     return parser
 
 

@@ -83,6 +83,18 @@ def register(sub: Any) -> None:
     create.add_argument("--psi-critical", type=non_negative, default=Thresholds.psi_critical)
     create.set_defaults(run=run_create)
 
+    reg = actions.add_parser(
+        "register",
+        help="store a baseline in Redis for the workers",
+        description=(
+            "Store a baseline in Redis (UNDERTOW_REDIS_URL, or the embedded stack's Redis "
+            "when `undertow dev up` is running), where every worker finds it. Registering "
+            "the same model and version again replaces it; workers pick it up within 10 s."
+        ),
+    )
+    reg.add_argument("file", metavar="FILE", help="a baseline from `undertow baseline create`")
+    reg.set_defaults(run=run_register)
+
 
 def run_create(args: argparse.Namespace) -> int:
     try:
@@ -132,3 +144,27 @@ def run_create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def run_register(args: argparse.Namespace) -> int:
+    import redis
+
+    from agents.app import namespace
+    from agents.cli.check import load_baseline
+    from agents.cli.connect import redis_url
+    from agents.registry import BaselineRegistry
+    from agents.settings import Settings
+
+    baseline = load_baseline(args.file)
+    url = redis_url()
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        key = BaselineRegistry(client, namespace=namespace(Settings.from_env())).register(baseline)
+    except redis.RedisError as exc:
+        raise InputError(f"cannot reach Redis at {_redact(url)}: {exc}") from None
+    print(f"registered {baseline.model} {baseline.version} as {key}", file=sys.stderr)
+    return 0
+
+
+def _redact(url: str) -> str:
+    return url if "@" not in url else url.split("://", 1)[0] + "://***@" + url.split("@", 1)[1]

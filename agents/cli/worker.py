@@ -1,0 +1,50 @@
+"""`undertow worker`: one Faust worker of the monitor, configured from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from agents.settings import Settings, SettingsError
+from streams.errors import InputError
+
+
+def register(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "worker",
+        help="run one monitor worker (settings from UNDERTOW_* environment variables)",
+        description=(
+            "Run one worker: it consumes undertow.predictions in the consumer group, keeps "
+            "window state in Redis and evaluates the windows of the models whose home "
+            "partition it owns. Settings come from the environment: UNDERTOW_KAFKA, "
+            "UNDERTOW_REDIS_URL, UNDERTOW_TOPIC_PREFIX, UNDERTOW_PARTITIONS, UNDERTOW_WINDOW, "
+            "UNDERTOW_SLIDE, UNDERTOW_GRACE, UNDERTOW_IDLE_TIMEOUT, UNDERTOW_METRICS_PORT."
+        ),
+    )
+    cmd.add_argument(
+        "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
+    )
+    cmd.set_defaults(run=run_worker)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise InputError(str(exc)) from None
+    if not settings.kafka:
+        raise InputError(
+            "UNDERTOW_KAFKA is not set: point it at a Kafka broker, or use `undertow dev up`, "
+            "which starts the embedded stack and its workers"
+        )
+    if not settings.redis_url:
+        raise InputError("UNDERTOW_REDIS_URL is not set: the window state lives in Redis")
+    import faust
+
+    from agents.app import create_app
+
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0 if sys.exc_info()[0] is None else 1

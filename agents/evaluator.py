@@ -1,0 +1,264 @@
+"""The evaluator: closed windows in, metrics snapshots and alert events out.
+
+Each model version is evaluated by exactly one worker: the one that owns its *home
+partition* (crc32 of the model name modulo the partition count) in the ingest group. Windows
+are found from the combined watermark of all partitions (read from Redis, so it does not
+matter who owns them): a window is *due* — evaluated provisionally, ``final: false`` — once
+the frontier passes its end, and *closed* — evaluated for good, ``final: true`` — once the
+watermark (frontier minus grace) does. Late events inside the grace re-open their windows
+(`PaneStore.take_reevaluations`) and produce a corrected, still provisional snapshot.
+
+No skip, no duplicate across rebalances: progress per model version lives in Redis
+(``{ns}:evaluated``) and each (window, final) evaluation is claimed with ``SET NX`` before it
+is emitted. A worker that dies between claim and emission leaves a claim that expires, and
+the next owner emits it; a claim only ever lets one worker through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+import redis
+from aiokafka import AIOKafkaProducer
+
+from agents.metrics import WorkerMetrics
+from agents.pane_store import SEP, PaneStore
+from agents.registry import BaselineRegistry
+from agents.settings import Settings
+from streams.alert_state import AlertTracker
+from streams.baseline import Baseline
+from streams.pane import PaneState, merge_panes
+from streams.snapshot import evaluate_window
+from streams.watermarks import Watermark, combine_watermarks
+from streams.windows import WindowSpec, closed_windows, due_windows
+
+log = logging.getLogger(__name__)
+
+#: A claim not marked done after this long belongs to a worker that died mid-emission.
+CLAIM_STALE_S = 60.0
+#: How long claims are kept: longer than any window can stay open.
+CLAIM_KEEP_S = 7 * 86_400
+
+
+def home_partition(model: str, partitions: int) -> int:
+    """The partition whose owner evaluates ``model`` (stable across processes and runs)."""
+    return zlib.crc32(model.encode()) % partitions
+
+
+class Evaluator:
+    """Evaluates the windows of the model versions whose home partition this worker owns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        store: PaneStore,
+        registry: BaselineRegistry,
+        producer: AIOKafkaProducer,
+        metrics: WorkerMetrics,
+        owned: Callable[[], Iterable[int]],
+        *,
+        worker_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.registry = registry
+        self.producer = producer
+        self.metrics = metrics
+        self.owned = owned
+        self.worker_id = worker_id
+        self.clock = clock
+        self.spec = WindowSpec(settings.window_ms, settings.slide_ms, settings.grace_ms)
+        self.ns = store.ns
+        self.last_run: float | None = None
+
+    # -- the timer ------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        interval = max(0.2, min(self.settings.slide_s / 4, 5.0))
+        while not stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:  # a bad tick must not end evaluation for good
+                log.exception("evaluation tick failed; retrying next tick")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=interval)
+
+    async def tick(self) -> int:
+        """Evaluate whatever became due or closed; returns the number of snapshots emitted."""
+        mine = set(self.owned())
+        if not mine:
+            return 0
+        now_ms = round(self.clock() * 1000)
+        states = await asyncio.to_thread(self.store.watermarks)
+        if not states:
+            return 0
+        marks = [Watermark.from_state(s) for s in states.values()]
+        watermark = combine_watermarks(marks, now_ms)
+        if watermark is None:
+            return 0
+        partitions = sorted(states)
+        emitted = 0
+        models = await asyncio.to_thread(self.store.models)
+        reevaluate = await asyncio.to_thread(self._reevaluations, mine)
+        for model, version in models:
+            if home_partition(model, self.settings.partitions) not in mine:
+                continue
+            baseline = self.registry.get(model, version)
+            if baseline is None:
+                continue
+            emitted += await self._evaluate_model(
+                baseline, watermark, partitions, reevaluate.get((model, version), set())
+            )
+        self.last_run = self.clock()
+        return emitted
+
+    # -- one model version ----------------------------------------------------------------
+
+    async def _evaluate_model(
+        self, baseline: Baseline, watermark: int, partitions: list[int], late: set[int]
+    ) -> int:
+        ident = f"{baseline.model}{SEP}{baseline.version}"
+        progress = await asyncio.to_thread(self._progress, ident)
+        first = await asyncio.to_thread(self._first_pane, baseline, partitions)
+        if first is None:
+            return 0
+        emitted = 0
+        size = self.spec.size_ms
+        for start in sorted(late):
+            if start + size > watermark:  # still open: a correction, not a final result
+                emitted += await self._emit(baseline, start, partitions, "correction") == "done"
+        for kind, windows in (("due", due_windows), ("final", closed_windows)):
+            done_up_to = progress.get(kind, first - self.spec.grace_ms)
+            reached = max(done_up_to, watermark)
+            for start in windows(self.spec, done_up_to, watermark):
+                if start + size <= first:
+                    continue  # before the stream began: nothing to say
+                if kind == "due" and start + size <= watermark:
+                    continue  # already closed: the final evaluation says it once
+                outcome = await self._emit(baseline, start, partitions, kind)
+                if outcome == "busy":
+                    # Another worker holds the claim: come back to this window next tick.
+                    reached = start + size - (0 if kind == "final" else self.spec.grace_ms) - 1
+                    break
+                emitted += outcome == "done"
+            progress[kind] = reached
+        await asyncio.to_thread(
+            self.client.hset, f"{self.ns}:evaluated", ident, orjson.dumps(progress)
+        )
+        return emitted
+
+    async def _emit(self, baseline: Baseline, start: int, partitions: list[int], kind: str) -> str:
+        """Evaluate and publish one window: "done", "skipped" (done before) or "busy"."""
+        end = start + self.spec.size_ms
+        claim = f"{self.ns}:claim:{baseline.model}{SEP}{baseline.version}{SEP}{start}{SEP}{kind}"
+        if kind == "correction":
+            claim += f"{SEP}{self.clock():.6f}"
+        verdict = await asyncio.to_thread(self._claim, claim)
+        if verdict != "won":
+            return verdict
+        window = await asyncio.to_thread(self._window, baseline, start, partitions)
+        emitted_at = self.clock()
+        final = kind == "final"
+        snapshot = evaluate_window(
+            baseline, window, start / 1000, end / 1000, final, emitted_at=emitted_at
+        )
+        topics = self.settings.topics
+        key = baseline.model.encode()
+        sends = [await self.producer.send(topics.metrics, orjson.dumps(snapshot), key=key)]
+        alerts = await asyncio.to_thread(self._alerts, baseline, snapshot, emitted_at)
+        for alert in alerts:
+            sends.append(await self.producer.send(topics.alerts, orjson.dumps(alert), key=key))
+            severity = alert["severity"] if alert["status"] == "firing" else "none"
+            self.metrics.alerts.labels(alert["type"], severity).inc()
+        await asyncio.gather(*sends)
+        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        self.metrics.drift.update(snapshot)
+        model_label = self.metrics.models(baseline.model)
+        self.metrics.evaluations.labels(model_label, str(final).lower()).inc()
+        log.info(
+            "evaluated %s %s window %s (%s): %d events, %d alert event(s)",
+            baseline.model,
+            baseline.version,
+            start / 1000,
+            kind,
+            snapshot["count"],
+            len(alerts),
+        )
+        return "done"
+
+    def _claim(self, claim: str) -> str:
+        """ "won" when this worker may emit; "skipped" when it was emitted; else "busy"."""
+        now = self.clock()
+        if self.client.set(claim, f"claimed {self.worker_id} {now}", nx=True, ex=CLAIM_KEEP_S):
+            return "won"
+        holder = self.client.get(claim)
+        text = holder.decode() if isinstance(holder, bytes) else str(holder or "")
+        if text.startswith("done"):
+            return "skipped"
+        parts = text.split()
+        stale = len(parts) == 3 and now - float(parts[2]) > CLAIM_STALE_S
+        if stale or (len(parts) >= 2 and parts[1] == self.worker_id):
+            # Its holder died between claim and emission: take it over.
+            self.client.set(claim, f"claimed {self.worker_id} {now}", ex=CLAIM_KEEP_S)
+            return "won"
+        return "busy"
+
+    # -- Redis reads (run in a thread) ------------------------------------------------------
+
+    def _progress(self, ident: str) -> dict[str, int]:
+        raw = self.client.hget(f"{self.ns}:evaluated", ident)
+        return {} if raw is None else dict(orjson.loads(raw))
+
+    def _first_pane(self, baseline: Baseline, partitions: list[int]) -> int | None:
+        """The earliest pane with data, so evaluation starts where the stream does."""
+        key = f"{self.ns}:first:{baseline.model}{SEP}{baseline.version}"
+        cached = self.client.get(key)
+        if cached is not None:
+            return int(cached)
+        first: int | None = None
+        prefix = f"{baseline.model}{SEP}{baseline.version}{SEP}"
+        for p in partitions:
+            for name, _ in self.client.hscan_iter(f"{self.ns}:panes:{p}", match=prefix + "*"):
+                pane = int((name.decode() if isinstance(name, bytes) else name).rsplit(SEP, 1)[1])
+                first = pane if first is None else min(first, pane)
+        if first is not None:
+            self.client.set(key, str(first), nx=True)
+        return first
+
+    def _window(self, baseline: Baseline, start: int, partitions: list[int]) -> PaneState:
+        raws = self.store.panes(
+            baseline.model, baseline.version, self.spec.panes_of_window(start), partitions
+        )
+        panes = [PaneState.from_state(baseline, orjson.loads(r)) for r in raws]
+        return merge_panes(baseline, panes) if panes else PaneState.empty(baseline)
+
+    def _alerts(
+        self, baseline: Baseline, snapshot: dict[str, Any], now: float
+    ) -> list[dict[str, Any]]:
+        key = f"{self.ns}:alert-state"
+        ident = f"{baseline.model}{SEP}{baseline.version}"
+        raw = self.client.hget(key, ident)
+        tracker = AlertTracker() if raw is None else AlertTracker.from_state(orjson.loads(raw))
+        events = tracker.observe(snapshot, now)
+        if events:
+            self.client.hset(key, ident, orjson.dumps(tracker.to_state()))
+        return events
+
+    def _reevaluations(self, mine: set[int]) -> dict[tuple[str, str], set[int]]:
+        out: dict[tuple[str, str], set[int]] = {}
+        for model, version, start in self.store.take_reevaluations():
+            if home_partition(model, self.settings.partitions) in mine:
+                out.setdefault((model, version), set()).add(start)
+            else:  # another worker's model: put it back for its evaluator
+                self.client.sadd(self.store.reevaluate_key, f"{model}{SEP}{version}{SEP}{start}")
+        return out

@@ -1,0 +1,355 @@
+"""The predictions consumer: events in, pane partials and offsets out, exactly once.
+
+Why not a plain Faust agent: on this machine a Faust agent that does nothing but count
+reaches ~6,600–12,000 events/s, while aiokafka ``getmany`` + ``orjson.loads`` on the same
+topic reaches ~90,000–200,000 (FACTS.md, and `bench/`): Faust's per-message consumer path
+is the bottleneck, not the work. So the predictions topic is read by this service, which the
+Faust app runs (`agents.app`), with its own aiokafka consumer group (``{ns}.ingest``) and
+micro-batches from ``getmany``.
+
+Exactly-once without Kafka transactions: each owned partition's pane partials are written
+to Redis together with the offset of the next message in one MULTI/EXEC (`PaneStore`), and a
+partition is always resumed from the offset Redis holds. A worker killed at any moment
+leaves state and offset in agreement; its successor re-reads exactly what is missing.
+Dead letters are produced before the flush that moves the offset past them, so a crash can
+repeat a dead letter but never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from agents.deadletter import dead_letters
+from agents.metrics import WorkerMetrics
+from agents.pane_store import PaneKey, PaneStore, PartitionFlush
+from agents.registry import BaselineRegistry
+from agents.settings import Settings
+from streams.baseline import Baseline
+from streams.events import Prediction, Rejection, decode_predictions, encode_prediction
+from streams.pane import PaneState, columns_from_predictions
+from streams.watermarks import Watermark, combine_watermarks
+from streams.windows import (
+    WindowSpec,
+    classify,
+    windows_to_reevaluate,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OwnedPartition:
+    """What this worker holds for one partition it owns, between two flushes."""
+
+    partition: int
+    watermark: Watermark
+    next_offset: int | None = None
+    flushed_offset: int | None = None
+    panes: dict[PaneKey, PaneState] = field(default_factory=dict)
+    dirty: set[PaneKey] = field(default_factory=set)
+    reevaluate: set[tuple[str, str, int]] = field(default_factory=set)
+    letters: list[bytes] = field(default_factory=list)
+
+    @property
+    def pending(self) -> bool:
+        return self.next_offset != self.flushed_offset or bool(self.dirty or self.letters)
+
+
+class PredictionIngestor:
+    """Consumes ``undertow.predictions`` into Redis-backed window panes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: BaselineRegistry,
+        store: PaneStore,
+        producer: AIOKafkaProducer,
+        metrics: WorkerMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.producer = producer
+        self.metrics = metrics
+        self.clock = clock
+        self.spec = WindowSpec(settings.window_ms, settings.slide_ms, settings.grace_ms)
+        self.topic = settings.topics.predictions
+        self.owned: dict[int, OwnedPartition] = {}
+        #: The combined watermark of all partitions, refreshed from Redis at each flush.
+        self.global_watermark: int | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self._flush_lock = asyncio.Lock()
+        self.events_seen = 0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def make_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka,
+            group_id=f"{self.store.ns}.ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 << 20,
+            fetch_max_bytes=32 << 20,
+            # Fast failover (FACTS.md: ~15 s with these instead of ~100 s with defaults).
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            max_poll_interval_ms=300_000,
+        )
+        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        self.consumer = consumer
+        return consumer
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        consumer = self.consumer or self.make_consumer()
+        await consumer.start()
+        last_flush = time.monotonic()
+        try:
+            while not stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
+                for tp, messages in batches.items():
+                    if tp.partition in self.owned and messages:
+                        self.process(self.owned[tp.partition], messages)
+                if time.monotonic() - last_flush >= self.settings.flush_interval_s:
+                    await self.flush()
+                    last_flush = time.monotonic()
+            await self.flush()
+        finally:
+            await consumer.stop()
+
+    # -- processing (CPU only, no I/O) ----------------------------------------------------
+
+    def process(self, part: OwnedPartition, messages: list[ConsumerRecord[Any, Any]]) -> None:
+        """Validate a batch of one partition's messages and count them into their panes."""
+        now_ms = round(self.clock() * 1000)
+        groups: dict[PaneKey, list[Prediction]] = defaultdict(list)
+        baselines: dict[tuple[str, str], Baseline | None] = {}
+        max_ts: int | None = None
+        watermark = self.global_watermark
+        for m in messages:
+            raw = m.value if m.value is not None else b""
+            events, rejections = decode_predictions(raw, self.settings.max_message_bytes)
+            if rejections:
+                self._reject(part, raw, rejections, m.offset)
+            for event in events:
+                ident = (event.model, event.model_version)
+                if ident not in baselines:
+                    baselines[ident] = self.registry.get(*ident)
+                if baselines[ident] is None:
+                    self._reject_event(
+                        part,
+                        event,
+                        m.offset,
+                        "unknown_model",
+                        f"no baseline registered for {event.model} {event.model_version}",
+                    )
+                    continue
+                ts_ms = round(event.timestamp * 1000)
+                lateness = classify(self.spec, ts_ms, watermark)
+                if lateness == "too_late":
+                    self.metrics.late.labels(self.metrics.models(event.model)).inc()
+                    self._reject_event(
+                        part,
+                        event,
+                        m.offset,
+                        "late",
+                        f"event time {event.timestamp} is behind the watermark "
+                        f"{watermark / 1000 if watermark else None} by more than "
+                        "every window that contains it",
+                    )
+                    continue
+                if lateness == "late_within_grace":
+                    part.reevaluate.update(
+                        (event.model, event.model_version, w)
+                        for w in windows_to_reevaluate(self.spec, ts_ms, watermark)
+                    )
+                groups[(event.model, event.model_version, self.spec.pane_start(ts_ms))].append(
+                    event
+                )
+                if max_ts is None or ts_ms > max_ts:
+                    max_ts = ts_ms
+        for key, events in groups.items():
+            baseline = baselines[key[:2]]
+            assert baseline is not None
+            pane = part.panes.get(key)
+            if pane is None:
+                pane = part.panes[key] = PaneState.empty(baseline)
+            pane.update(columns_from_predictions(baseline, events))
+            part.dirty.add(key)
+            latency = (
+                np.array(
+                    [e.latency_ms for e in events if e.latency_ms is not None], dtype=np.float64
+                )
+                / 1000.0
+            )
+            self.metrics.traffic.record(key[0], key[1], len(events), latency)
+            self.events_seen += len(events)
+        if max_ts is not None:
+            part.watermark.observe(max_ts, now_ms)
+        part.next_offset = messages[-1].offset + 1
+
+    def _reject(
+        self, part: OwnedPartition, raw: bytes, rejections: list[Rejection], offset: int
+    ) -> None:
+        for r in rejections:
+            self.metrics.invalid.labels(r.reason).inc()
+        part.letters.extend(
+            dead_letters(
+                raw,
+                rejections,
+                topic=self.topic,
+                partition=part.partition,
+                offset=offset,
+                envelope="predictions",
+            )
+        )
+
+    def _reject_event(
+        self, part: OwnedPartition, event: Prediction, offset: int, reason: str, detail: str
+    ) -> None:
+        # The event alone, re-encoded: replaying it never replays its envelope's good events.
+        self.metrics.invalid.labels(reason).inc()
+        part.letters.extend(
+            dead_letters(
+                orjson.dumps(encode_prediction(event)),
+                [Rejection(reason, detail)],
+                topic=self.topic,
+                partition=part.partition,
+                offset=offset,
+                envelope="predictions",
+            )
+        )
+
+    # -- flushing (I/O) -------------------------------------------------------------------
+
+    async def flush(self, partitions: Iterable[int] | None = None) -> None:
+        """Dead letters first, then panes + offset + watermark per partition, atomically."""
+        async with self._flush_lock:
+            chosen = list(self.owned) if partitions is None else list(partitions)
+            now_ms = round(self.clock() * 1000)
+            for p in chosen:
+                part = self.owned.get(p)
+                if part is None:
+                    continue
+                part.watermark.advance(now_ms)
+                if not part.pending and part.next_offset is not None:
+                    continue
+                await self._flush_partition(part)
+            await self._refresh_global_watermark(now_ms)
+
+    async def _flush_partition(self, part: OwnedPartition) -> None:
+        if part.letters:
+            sends = [
+                await self.producer.send(
+                    self.settings.topics.deadletter, letter, key=str(part.partition).encode()
+                )
+                for letter in part.letters
+            ]
+            await asyncio.gather(*sends)
+            part.letters.clear()
+        panes = {k: orjson.dumps(part.panes[k].to_state()) for k in part.dirty}
+        dropped = self._expired(part)
+        offset = part.next_offset if part.next_offset is not None else 0
+        batch = PartitionFlush(
+            partition=part.partition,
+            next_offset=offset,
+            watermark=part.watermark.to_state(),
+            panes=panes,
+            dropped=dropped,
+            reevaluate=sorted(part.reevaluate),
+        )
+        await asyncio.to_thread(self.store.flush, batch)
+        part.flushed_offset = offset
+        part.dirty.clear()
+        part.reevaluate.clear()
+        for key in dropped:
+            part.panes.pop(key, None)
+        if self.consumer is not None and part.next_offset is not None:
+            # Kafka's committed offset is for lag dashboards and autoscalers only; Redis
+            # holds the offset the state agrees with.
+            tp = TopicPartition(self.topic, part.partition)
+            try:
+                await self.consumer.commit({tp: part.next_offset})
+            except Exception as exc:  # a rebalance in flight: the next flush commits
+                log.debug("offset commit for %s deferred: %s", tp, exc)
+
+    def _expired(self, part: OwnedPartition) -> list[PaneKey]:
+        """Panes every window of which closed long ago (a full window past the grace)."""
+        wm = self.global_watermark
+        if wm is None:
+            return []
+        horizon = wm - 2 * self.spec.size_ms
+        return [k for k in part.panes if k[2] + self.spec.size_ms <= horizon]
+
+    async def _refresh_global_watermark(self, now_ms: int) -> None:
+        states = await asyncio.to_thread(self.store.watermarks)
+        marks = [Watermark.from_state(s) for s in states.values()]
+        value = combine_watermarks(marks, now_ms) if marks else None
+        if value is not None and (self.global_watermark is None or value > self.global_watermark):
+            self.global_watermark = value
+
+    # -- rebalancing ----------------------------------------------------------------------
+
+    async def assigned(self, partitions: Iterable[int]) -> None:
+        now_ms = round(self.clock() * 1000)
+        for p in partitions:
+            state = await asyncio.to_thread(self.store.load, p)
+            wm = (
+                Watermark.from_state(state.watermark)
+                if state.watermark
+                else Watermark(
+                    self.spec.grace_ms,
+                    idle_timeout_ms=round(self.settings.idle_timeout_s * 1000),
+                    now_ms=now_ms,
+                )
+            )
+            part = OwnedPartition(
+                p, wm, next_offset=state.next_offset, flushed_offset=state.next_offset
+            )
+            for key, raw in state.panes.items():
+                baseline = self.registry.get(key[0], key[1])
+                if baseline is not None:
+                    part.panes[key] = PaneState.from_state(baseline, orjson.loads(raw))
+            self.owned[p] = part
+            if self.consumer is not None:
+                # Redis, not Kafka's committed offset, says where the state stops.
+                tp = TopicPartition(self.topic, p)
+                if state.next_offset is None:
+                    await self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek(tp, state.next_offset)
+            log.info("partition %d assigned; resuming at offset %s", p, state.next_offset)
+        # A newly owned partition announces its watermark at once, so it cannot hold the
+        # combined watermark back longer than the idle timeout.
+        await self.flush(partitions)
+
+    async def revoked(self, partitions: Iterable[int]) -> None:
+        chosen = [p for p in partitions if p in self.owned]
+        await self.flush(chosen)
+        for p in chosen:
+            self.owned.pop(p, None)
+            log.info("partition %d revoked", p)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingestor: PredictionIngestor) -> None:
+        self.ingestor = ingestor
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.ingestor.revoked(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.ingestor.assigned(tp.partition for tp in assigned)

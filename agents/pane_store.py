@@ -1,0 +1,159 @@
+"""Window state in Redis: pane partials, source offsets and watermarks, per partition.
+
+The worker that owns a partition of the predictions topic is the only writer of that
+partition's keys, and it writes a micro-batch's pane partials together with the offset of
+the next message to read and the partition's watermark in ONE ``MULTI``/``EXEC``. After a
+crash or a rebalance the new owner reads the offset back and seeks there, so every event is
+counted exactly once: the state never holds an event its offset does not cover, and the
+offset never covers an event the state lacks.
+
+Layout, under a namespace (the topic prefix without its dot, ``undertow`` by default):
+
+- ``{ns}:panes:{partition}`` — hash ``model␟version␟pane_start_ms`` → pane state (JSON)
+- ``{ns}:offsets`` — hash ``partition`` → next offset to read
+- ``{ns}:watermarks`` — hash ``partition`` → watermark state (JSON)
+- ``{ns}:models`` — set of ``model␟version`` that have panes, for the evaluator
+- ``{ns}:reevaluate`` — set of ``model␟version␟window_start_ms`` touched by late events
+
+Every other partition's state is a plain read away, which is what lets one evaluator merge
+the partials of all partitions whichever workers own them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+
+SEP = "\x1f"  # ASCII unit separator: cannot appear in a model name someone typed
+
+PaneKey = tuple[str, str, int]  # model, version, pane start (ms)
+
+
+def pane_field(key: PaneKey) -> str:
+    model, version, pane = key
+    return f"{model}{SEP}{version}{SEP}{pane}"
+
+
+def parse_pane_field(raw: bytes | str) -> PaneKey:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    model, version, pane = text.split(SEP)
+    return model, version, int(pane)
+
+
+@dataclass
+class PartitionState:
+    """What a new owner of a partition finds in Redis."""
+
+    next_offset: int | None
+    watermark: dict[str, int | None] | None
+    panes: dict[PaneKey, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class PartitionFlush:
+    """One micro-batch of one partition, to be written atomically."""
+
+    partition: int
+    next_offset: int
+    watermark: Mapping[str, int | None]
+    panes: Mapping[PaneKey, bytes] = field(default_factory=dict)
+    dropped: Iterable[PaneKey] = ()
+    reevaluate: Iterable[tuple[str, str, int]] = ()
+
+
+class PaneStore:
+    """Reads and atomic writes of the streaming window state."""
+
+    def __init__(self, client: redis.Redis, namespace: str = "undertow") -> None:
+        self.client = client
+        self.ns = namespace
+
+    def _panes_key(self, partition: int) -> str:
+        return f"{self.ns}:panes:{partition}"
+
+    @property
+    def offsets_key(self) -> str:
+        return f"{self.ns}:offsets"
+
+    @property
+    def watermarks_key(self) -> str:
+        return f"{self.ns}:watermarks"
+
+    @property
+    def models_key(self) -> str:
+        return f"{self.ns}:models"
+
+    @property
+    def reevaluate_key(self) -> str:
+        return f"{self.ns}:reevaluate"
+
+    # -- the owner of a partition ---------------------------------------------------------
+
+    def load(self, partition: int) -> PartitionState:
+        offset = self.client.hget(self.offsets_key, str(partition))
+        wm = self.client.hget(self.watermarks_key, str(partition))
+        panes: dict[PaneKey, bytes] = {}
+        for name, value in self.client.hscan_iter(self._panes_key(partition), count=500):
+            panes[parse_pane_field(name)] = value
+        return PartitionState(
+            next_offset=None if offset is None else int(offset),
+            watermark=None if wm is None else orjson.loads(wm),
+            panes=panes,
+        )
+
+    def flush(self, batch: PartitionFlush) -> None:
+        """Panes, offset and watermark of one partition in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        key = self._panes_key(batch.partition)
+        if batch.panes:
+            pipe.hset(key, mapping={pane_field(k): v for k, v in batch.panes.items()})
+            models = {f"{m}{SEP}{v}" for m, v, _ in batch.panes}
+            pipe.sadd(self.models_key, *models)
+        dropped = [pane_field(k) for k in batch.dropped]
+        if dropped:
+            pipe.hdel(key, *dropped)
+        reeval = [f"{m}{SEP}{v}{SEP}{w}" for m, v, w in batch.reevaluate]
+        if reeval:
+            pipe.sadd(self.reevaluate_key, *reeval)
+        pipe.hset(self.offsets_key, str(batch.partition), str(batch.next_offset))
+        pipe.hset(self.watermarks_key, str(batch.partition), orjson.dumps(dict(batch.watermark)))
+        pipe.execute()
+
+    # -- the evaluator --------------------------------------------------------------------
+
+    def watermarks(self) -> dict[int, dict[str, int | None]]:
+        raw = self.client.hgetall(self.watermarks_key)
+        return {int(k): orjson.loads(v) for k, v in raw.items()}
+
+    def models(self) -> list[tuple[str, str]]:
+        members = self.client.smembers(self.models_key)
+        out = []
+        for m in members:
+            model, version = (m.decode() if isinstance(m, bytes) else m).split(SEP)
+            out.append((model, version))
+        return sorted(out)
+
+    def panes(
+        self, model: str, version: str, pane_starts: list[int], partitions: Iterable[int]
+    ) -> list[bytes]:
+        """Every partition's partial of the given panes, in one round trip."""
+        fields = [pane_field((model, version, p)) for p in pane_starts]
+        pipe = self.client.pipeline(transaction=False)
+        for partition in partitions:
+            pipe.hmget(self._panes_key(partition), fields)
+        return [v for row in pipe.execute() for v in row if v is not None]
+
+    def take_reevaluations(self) -> list[tuple[str, str, int]]:
+        """Windows touched by late events since the last call (removed as they are read)."""
+        raw = self.client.spop(self.reevaluate_key, 10_000) or []
+        out = []
+        for r in raw:
+            model, version, start = (r.decode() if isinstance(r, bytes) else r).split(SEP)
+            out.append((model, version, int(start)))
+        return out
+
+    def known_partitions(self) -> list[int]:
+        return sorted(int(k) for k in self.client.hkeys(self.offsets_key))
