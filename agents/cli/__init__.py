@@ -10,8 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from agents.cli import alerts as alerts_cmd
 from agents.cli import baseline as baseline_cmd
 from agents.cli import check as check_cmd
+from agents.cli import dev as dev_cmd
+from agents.cli import publish as publish_cmd
 from agents.cli import worker as worker_cmd
 from streams import __version__
 from streams.errors import InputError
@@ -29,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     baseline_cmd.register(sub)
     check_cmd.register(sub)
     worker_cmd.register(sub)
+    dev_cmd.register(sub)
+    publish_cmd.register(sub)
+    alerts_cmd.register(sub)
     return parser
 
 
