@@ -4,14 +4,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UNDERTOW := $(VENV)/bin/undertow
 
-.PHONY: setup demo test lint format typecheck bench clean
+.PHONY: setup demo check-demo test lint format typecheck bench clean
 
 setup:
 	@scripts/setup.sh
 
-# Until the streaming pipeline lands, the main job is the batch check on the bundled
-# example: a fraud model's reference week against two drifted days.
+# The main job: the streaming monitor on the embedded stack, with a synthetic model whose
+# inputs drift after a minute; it prints alerts as they fire and stops by itself.
 demo: setup
+	@$(UNDERTOW) demo
+
+# The batch check on the bundled example: a fraud model's reference week against two
+# drifted days. No broker, no Redis.
+check-demo: setup
 	@mkdir -p .undertow
 	@$(UNDERTOW) baseline create --data examples/reference.csv --model fraud --version v1 \
 		--out .undertow/fraud-v1.baseline.json

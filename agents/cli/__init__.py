@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from agents.cli import alerts as alerts_cmd
 from agents.cli import baseline as baseline_cmd
 from agents.cli import check as check_cmd
+from agents.cli import demo as demo_cmd
 from agents.cli import dev as dev_cmd
 from agents.cli import publish as publish_cmd
 from agents.cli import worker as worker_cmd
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     baseline_cmd.register(sub)
     check_cmd.register(sub)
+    demo_cmd.register(sub)
     worker_cmd.register(sub)
     dev_cmd.register(sub)
     publish_cmd.register(sub)
