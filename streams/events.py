@@ -173,7 +173,7 @@ def _decode(
     except orjson.JSONDecodeError as exc:
         return [], [Rejection("not_json", f"not valid JSON: {exc}")]
     if type(message) is not dict:
-        return [], [Rejection("not_object", f"expected a JSON object, got {_kind(message)}")]
+        return [], [Rejection("not_object", f"expected a JSON object, got {json_kind(message)}")]
     if envelope not in message:
         one = validate(message, None, True)
         return ([], [one]) if isinstance(one, Rejection) else ([one], [])
@@ -186,7 +186,7 @@ def _decode(
     bad: list[Rejection] = []
     for index, item in enumerate(items):
         if type(item) is not dict:
-            bad.append(Rejection("not_object", f"expected a JSON object, got {_kind(item)}", index))
+            bad.append(Rejection("not_object", f"expected a JSON object, got {json_kind(item)}", index))
             continue
         event = validate(item, index, True)
         if isinstance(event, Rejection):
@@ -475,13 +475,13 @@ def _missing(obj: dict[str, Any], field: str, index: int | None) -> Rejection:
 
 
 def _wrong_type(where: str, wanted: str, value: object, index: int | None) -> Rejection:
-    got = _kind(value)
+    got = json_kind(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         got = f"{got} {_preview(value)}"
     return Rejection("wrong_type", f"{where}: expected {wanted}, got {got}", index)
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
     """The JSON name of a value's type, as a producer would say it."""
     if value is None:
         return "null"

@@ -24,7 +24,7 @@ import orjson
 from agents.cli.options import positive_int
 from agents.settings import Settings, SettingsError
 from streams.errors import InputError
-from streams.events import Rejection, validate_label, validate_prediction
+from streams.events import Rejection, json_kind, validate_label, validate_prediction
 
 KINDS = ("predictions", "labels")
 EXIT_REJECTED = 1
@@ -103,7 +103,7 @@ def parse_line(kind: str, raw: bytes, line: int) -> tuple[list[dict[str, Any]], 
     except orjson.JSONDecodeError as exc:
         return [], [LineProblem(line, Rejection("not_json", f"not valid JSON: {exc}"))]
     if not isinstance(message, dict):
-        detail = f"expected a JSON object, got {_kind(message)}"
+        detail = f"expected a JSON object, got {json_kind(message)}"
         return [], [LineProblem(line, Rejection("not_object", detail))]
     if kind not in message:
         items, envelope = [message], False
@@ -120,7 +120,7 @@ def parse_line(kind: str, raw: bytes, line: int) -> tuple[list[dict[str, Any]], 
     for position, item in enumerate(items):
         index = position if envelope else None
         if not isinstance(item, dict):
-            detail = f"expected a JSON object, got {_kind(item)}"
+            detail = f"expected a JSON object, got {json_kind(item)}"
             bad.append(LineProblem(line, Rejection("not_object", detail, index)))
             continue
         result = validate(item, index)
@@ -129,19 +129,6 @@ def parse_line(kind: str, raw: bytes, line: int) -> tuple[list[dict[str, Any]], 
         else:
             good.append(item)
     return good, bad
-
-
-def _kind(value: object) -> str:
-    """A JSON value's kind, in JSON's words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "?"
 
 
 @contextmanager
