@@ -186,7 +186,9 @@ def _decode(
     bad: list[Rejection] = []
     for index, item in enumerate(items):
         if type(item) is not dict:
-            bad.append(Rejection("not_object", f"expected a JSON object, got {json_kind(item)}", index))
+            bad.append(
+                Rejection("not_object", f"expected a JSON object, got {json_kind(item)}", index)
+            )
             continue
         event = validate(item, index, True)
         if isinstance(event, Rejection):
@@ -492,7 +494,7 @@ def json_kind(value: object) -> str:
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):
-        return "list"
+        return "array"
     if isinstance(value, dict):
         return "object"
     return type(value).__name__

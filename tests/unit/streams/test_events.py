@@ -199,24 +199,24 @@ def test_single_event_rejections_have_no_index() -> None:
         (
             {"model": ["fraud"]},
             "wrong_type",
-            "field 'model': expected a non-empty string, got list",
+            "field 'model': expected a non-empty string, got array",
         ),
         (
             {"features": {"amount": [1, 2]}},
             "wrong_type",
-            "features.amount: expected a number, string or null, got list",
+            "features.amount: expected a number, string or null, got array",
         ),
         (
             {"features": {"amount": {"v": 1}}},
             "wrong_type",
             "features.amount: expected a number, string or null, got object",
         ),
-        ({"features": [1.0]}, "wrong_type", "field 'features': expected an object, got list"),
+        ({"features": [1.0]}, "wrong_type", "field 'features': expected an object, got array"),
         ({"features": "a=1"}, "wrong_type", "field 'features': expected an object, got string"),
         (
             {"prediction": [0.2, 0.8]},
             "wrong_type",
-            "field 'prediction': expected a number or string, got list",
+            "field 'prediction': expected a number or string, got array",
         ),
         (
             {"latency_ms": -1},
@@ -233,7 +233,7 @@ def test_single_event_rejections_have_no_index() -> None:
             "wrong_type",
             "field 'latency_ms': expected a non-negative number, got boolean",
         ),
-        ({"segments": ["mobile"]}, "wrong_type", "field 'segments': expected an object, got list"),
+        ({"segments": ["mobile"]}, "wrong_type", "field 'segments': expected an object, got array"),
         (
             {"segments": {"device": {"os": "ios"}}},
             "wrong_type",
@@ -247,7 +247,7 @@ def test_single_event_rejections_have_no_index() -> None:
         (
             {"timestamp": [TS]},
             "wrong_type",
-            "field 'timestamp': expected epoch seconds or an ISO-8601 string, got list",
+            "field 'timestamp': expected epoch seconds or an ISO-8601 string, got array",
         ),
         (
             {"timestamp": "2025-11-26T10:00:00"},
@@ -321,8 +321,8 @@ def test_not_json_refuses_the_whole_message(raw: bytes) -> None:
 @pytest.mark.parametrize(
     ("raw", "detail"),
     [
-        (b"[]", "expected a JSON object, got list"),
-        (b'[{"prediction_id": "a"}]', "expected a JSON object, got list"),
+        (b"[]", "expected a JSON object, got array"),
+        (b'[{"prediction_id": "a"}]', "expected a JSON object, got array"),
         (b"17", "expected a JSON object, got number"),
         (b'"x"', "expected a JSON object, got string"),
         (b"null", "expected a JSON object, got null"),
@@ -433,7 +433,7 @@ def test_labels() -> None:
     ("fields", "reason", "detail"),
     [
         ({"actual": ...}, "missing_field", "field 'actual' is missing"),
-        ({"actual": [1]}, "wrong_type", "field 'actual': expected a number or string, got list"),
+        ({"actual": [1]}, "wrong_type", "field 'actual': expected a number or string, got array"),
         ({"model": ...}, "missing_field", "field 'model' is missing"),
         (
             {"prediction_id": 7},
