@@ -99,7 +99,7 @@ class Evaluator:
         if not mine:
             return 0
         now_ms = round(self.clock() * 1000)
-        states = await asyncio.to_thread(self.store.watermarks)
+        states = await asyncio.to_thread(self.store.watermarks, now_ms)
         if not states:
             return 0
         marks = [Watermark.from_state(s) for s in states.values()]

@@ -60,10 +60,16 @@ class OwnedPartition:
     dirty: set[PaneKey] = field(default_factory=set)
     reevaluate: set[tuple[str, str, int]] = field(default_factory=set)
     letters: list[bytes] = field(default_factory=list)
+    #: The watermark changed other than by events (a new owner's view): write it.
+    announce: bool = False
 
     @property
     def pending(self) -> bool:
-        return self.next_offset != self.flushed_offset or bool(self.dirty or self.letters)
+        return (
+            self.next_offset != self.flushed_offset
+            or self.announce
+            or bool(self.dirty or self.letters)
+        )
 
 
 class PredictionIngestor:
@@ -240,17 +246,22 @@ class PredictionIngestor:
         async with self._flush_lock:
             chosen = list(self.owned) if partitions is None else list(partitions)
             now_ms = round(self.clock() * 1000)
+            quiet = []
             for p in chosen:
                 part = self.owned.get(p)
                 if part is None:
                     continue
                 part.watermark.advance(now_ms)
                 if not part.pending and part.next_offset is not None:
+                    quiet.append(p)
                     continue
-                await self._flush_partition(part)
+                await self._flush_partition(part, now_ms)
+            if quiet:
+                # Polled, nothing new: the heartbeat is what lets readers count it as idle.
+                await asyncio.to_thread(self.store.heartbeat, quiet, now_ms)
             await self._refresh_global_watermark(now_ms)
 
-    async def _flush_partition(self, part: OwnedPartition) -> None:
+    async def _flush_partition(self, part: OwnedPartition, now_ms: int) -> None:
         if part.letters:
             sends = [
                 await self.producer.send(
@@ -270,9 +281,11 @@ class PredictionIngestor:
             panes=panes,
             dropped=dropped,
             reevaluate=sorted(part.reevaluate),
+            as_of_ms=now_ms,
         )
         await asyncio.to_thread(self.store.flush, batch)
         part.flushed_offset = offset
+        part.announce = False
         part.dirty.clear()
         part.reevaluate.clear()
         for key in dropped:
@@ -295,7 +308,7 @@ class PredictionIngestor:
         return [k for k in part.panes if k[2] + self.spec.size_ms <= horizon]
 
     async def _refresh_global_watermark(self, now_ms: int) -> None:
-        states = await asyncio.to_thread(self.store.watermarks)
+        states = await asyncio.to_thread(self.store.watermarks, now_ms)
         marks = [Watermark.from_state(s) for s in states.values()]
         value = combine_watermarks(marks, now_ms) if marks else None
         if value is not None and (self.global_watermark is None or value > self.global_watermark):
@@ -306,7 +319,9 @@ class PredictionIngestor:
     async def assigned(self, partitions: Iterable[int]) -> None:
         now_ms = round(self.clock() * 1000)
         for p in partitions:
-            state = await asyncio.to_thread(self.store.load, p)
+            # Its watermark as the previous owner last saw it: the time nobody owned it
+            # is not idleness (see `owner_view`).
+            state = await asyncio.to_thread(self.store.load, p, now_ms)
             wm = (
                 Watermark.from_state(state.watermark)
                 if state.watermark
@@ -317,7 +332,11 @@ class PredictionIngestor:
                 )
             )
             part = OwnedPartition(
-                p, wm, next_offset=state.next_offset, flushed_offset=state.next_offset
+                p,
+                wm,
+                next_offset=state.next_offset,
+                flushed_offset=state.next_offset,
+                announce=True,
             )
             for key, raw in state.panes.items():
                 baseline = self.registry.get(key[0], key[1])

@@ -12,6 +12,8 @@ Layout, under a namespace (the topic prefix without its dot, ``undertow`` by def
 - ``{ns}:panes:{partition}`` — hash ``model␟version␟pane_start_ms`` → pane state (JSON)
 - ``{ns}:offsets`` — hash ``partition`` → next offset to read
 - ``{ns}:watermarks`` — hash ``partition`` → watermark state (JSON)
+- ``{ns}:heartbeats`` — hash ``partition`` → wall clock (ms) of its owner's last flush, written
+  at every flush even when the partition had nothing new (see `owner_view`)
 - ``{ns}:models`` — set of ``model␟version`` that have panes, for the evaluator
 - ``{ns}:reevaluate`` — set of ``model␟version␟window_start_ms`` touched by late events
 
@@ -50,6 +52,7 @@ class PartitionState:
     next_offset: int | None
     watermark: dict[str, int | None] | None
     panes: dict[PaneKey, bytes] = field(default_factory=dict)
+    heartbeat_ms: int | None = None
 
 
 @dataclass
@@ -62,6 +65,27 @@ class PartitionFlush:
     panes: Mapping[PaneKey, bytes] = field(default_factory=dict)
     dropped: Iterable[PaneKey] = ()
     reevaluate: Iterable[tuple[str, str, int]] = ()
+    #: Wall clock of this flush, recorded as the partition's heartbeat.
+    as_of_ms: int | None = None
+
+
+def owner_view(
+    state: dict[str, int | None], heartbeat_ms: int | None, now_ms: int | None
+) -> dict[str, int | None]:
+    """A partition's watermark state as its owner last saw it (at ``heartbeat_ms``).
+
+    Only an owner that keeps polling a partition and finds nothing makes it idle. From the
+    last flush of an owner that died (or was revoked) to the first flush of the next one,
+    nobody looks at the partition: that gap is not idleness, and counting it as such would
+    let the combined watermark run ahead of the events waiting in the partition, which the
+    next owner would then find too late and dead-letter. So the idle clock is moved forward
+    by the time since the heartbeat (``seen_at`` + gap): the partition stays as idle, or as
+    active, as it was when last looked at. For a live owner the gap is one flush interval.
+    """
+    seen = state.get("seen_at_ms")
+    if heartbeat_ms is None or now_ms is None or seen is None or now_ms <= heartbeat_ms:
+        return state
+    return {**state, "seen_at_ms": seen + (now_ms - heartbeat_ms)}
 
 
 class PaneStore:
@@ -83,6 +107,10 @@ class PaneStore:
         return f"{self.ns}:watermarks"
 
     @property
+    def heartbeats_key(self) -> str:
+        return f"{self.ns}:heartbeats"
+
+    @property
     def models_key(self) -> str:
         return f"{self.ns}:models"
 
@@ -92,16 +120,20 @@ class PaneStore:
 
     # -- the owner of a partition ---------------------------------------------------------
 
-    def load(self, partition: int) -> PartitionState:
+    def load(self, partition: int, now_ms: int | None = None) -> PartitionState:
+        """The partition's state; with ``now_ms``, its watermark as seen by `owner_view`."""
         offset = self.client.hget(self.offsets_key, str(partition))
         wm = self.client.hget(self.watermarks_key, str(partition))
+        beat = self.client.hget(self.heartbeats_key, str(partition))
         panes: dict[PaneKey, bytes] = {}
         for name, value in self.client.hscan_iter(self._panes_key(partition), count=500):
             panes[parse_pane_field(name)] = value
+        heartbeat = None if beat is None else int(beat)
         return PartitionState(
             next_offset=None if offset is None else int(offset),
-            watermark=None if wm is None else orjson.loads(wm),
+            watermark=None if wm is None else owner_view(orjson.loads(wm), heartbeat, now_ms),
             panes=panes,
+            heartbeat_ms=heartbeat,
         )
 
     def flush(self, batch: PartitionFlush) -> None:
@@ -120,13 +152,29 @@ class PaneStore:
             pipe.sadd(self.reevaluate_key, *reeval)
         pipe.hset(self.offsets_key, str(batch.partition), str(batch.next_offset))
         pipe.hset(self.watermarks_key, str(batch.partition), orjson.dumps(dict(batch.watermark)))
+        if batch.as_of_ms is not None:
+            pipe.hset(self.heartbeats_key, str(batch.partition), str(batch.as_of_ms))
         pipe.execute()
+
+    def heartbeat(self, partitions: Iterable[int], now_ms: int) -> None:
+        """Record that the owner of ``partitions`` polled them at ``now_ms`` (nothing new)."""
+        chosen = [str(p) for p in partitions]
+        if chosen:
+            self.client.hset(self.heartbeats_key, mapping=dict.fromkeys(chosen, str(now_ms)))
 
     # -- the evaluator --------------------------------------------------------------------
 
-    def watermarks(self) -> dict[int, dict[str, int | None]]:
-        raw = self.client.hgetall(self.watermarks_key)
-        return {int(k): orjson.loads(v) for k, v in raw.items()}
+    def watermarks(self, now_ms: int | None = None) -> dict[int, dict[str, int | None]]:
+        """Every partition's watermark state; with ``now_ms``, as `owner_view` sees it."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.watermarks_key)
+        pipe.hgetall(self.heartbeats_key)
+        raw, beats = pipe.execute()
+        heartbeats = {int(k): int(v) for k, v in beats.items()}
+        return {
+            int(k): owner_view(orjson.loads(v), heartbeats.get(int(k)), now_ms)
+            for k, v in raw.items()
+        }
 
     def models(self) -> list[tuple[str, str]]:
         members = self.client.smembers(self.models_key)
