@@ -9,6 +9,9 @@ import numpy as np
 import numpy.typing as npt
 
 CountArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+#: Values per vectorised pass of `exact_add`: temporaries that fit in cache.
+_BLOCK = 1 << 16
 
 
 def encode_counts(counts: CountArray) -> list[int] | dict[str, list[int]]:
@@ -72,3 +75,45 @@ def exact_sum(*parts: Iterable[float]) -> list[float]:
         pass
     # Sums beyond the float range (or non-finite input): inexact, like plain addition.
     return [float(sum(given))]
+
+
+def exact_add(values: FloatArray, terms: list[float]) -> list[float]:
+    """`exact_sum` of finite ``values`` and an expansion ``terms``: the same floats, faster.
+
+    `exact_sum` runs ``math.fsum`` over a batch two or three times; on large batches it
+    is cheaper to add the values as integers. Each is ``m · 2**(e - 53)`` with an integer
+    mantissa ``|m| < 2**53``, split into two halves below 2**27 that ``np.bincount`` sums
+    per exponent exactly (every partial sum of a block stays an integer below 2**53). The
+    per-exponent sums are added in one Python integer, in units of 2**-1126 (below the
+    smallest subnormal's), and the exact total is rounded into `exact_sum`'s expansion.
+    """
+    if values.size < 1024 or not all(map(math.isfinite, terms)):
+        return exact_sum(values.tolist(), terms)
+    total = sum(map(_units, terms))
+    for start in range(0, values.size, _BLOCK):
+        mantissa, exponent = np.frexp(values[start : start + _BLOCK])  # |mantissa| < 1
+        high = np.floor(mantissa * 2.0**26)
+        low = mantissa * 2.0**53 - high * 2.0**27  # mantissa · 2**53 = high · 2**27 + low
+        base = int(exponent.min())
+        bins = exponent - base
+        for half, scale in ((high, 27), (low, 0)):
+            sums = np.bincount(bins, weights=half)
+            for k in np.flatnonzero(sums).tolist():
+                total += int(sums[k]) << (k + base + scale - 53 + _UNIT_BITS)
+    expansion: list[float] = []
+    try:
+        while total:
+            expansion.append(total / (1 << _UNIT_BITS))  # int / int is correctly rounded
+            total -= _units(expansion[-1])
+    except OverflowError:  # beyond the float range: inexact, as exact_sum is there
+        return [sum(values.tolist()) + sum(terms)]
+    return expansion
+
+
+_UNIT_BITS = 1126  # 2**-1126: a unit that every float64, subnormals included, is a multiple of
+
+
+def _units(x: float) -> int:
+    """``x`` as an exact integer number of 2**-1126 units."""
+    numerator, denominator = x.as_integer_ratio()  # denominator: a power of two ≤ 2**1074
+    return numerator << (_UNIT_BITS - denominator.bit_length() + 1)
