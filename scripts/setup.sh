@@ -56,4 +56,25 @@ if ! command -v redis-server >/dev/null; then
     # Debian's package starts a system-wide Redis on 6379; undertow starts its own on a
     # free port and never needs that one.
 fi
+# 4. promtool, amtool and alertmanager for the alert-rule and routing tests (tests/deploy).
+#    Debian ships them in `prometheus` and `prometheus-alertmanager` (the server binary is
+#    named prometheus-alertmanager there). Without them those tests skip, and fail on CI.
+prom_pkgs=()
+command -v promtool >/dev/null || prom_pkgs+=(prometheus)
+if ! command -v amtool >/dev/null \
+    || ! { command -v alertmanager >/dev/null || command -v prometheus-alertmanager >/dev/null; }; then
+    prom_pkgs+=(prometheus-alertmanager)
+fi
+if (( ${#prom_pkgs[@]} )); then
+    if apt_install "${prom_pkgs[@]}"; then
+        # Both packages enable a system service (Prometheus on :9090, Alertmanager on :9093);
+        # the tests start their own on free loopback ports and never need those.
+        if [[ -d /run/systemd/system ]]; then
+            systemctl disable --now prometheus.service prometheus-alertmanager.service \
+                >/dev/null 2>&1 || true
+        fi
+    else
+        say "warning: cannot install ${prom_pkgs[*]} (apt-get as root); the Prometheus and Alertmanager tests will be skipped (and fail on CI)"
+    fi
+fi
 say "ready"
