@@ -96,6 +96,8 @@ class Evaluator:
     async def tick(self) -> int:
         """Evaluate whatever became due or closed; returns the number of snapshots emitted."""
         mine = set(self.owned())
+        partitions_total = self.settings.partitions
+        self.metrics.drift.forget(lambda model: home_partition(model, partitions_total) in mine)
         if not mine:
             return 0
         now_ms = round(self.clock() * 1000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -185,6 +185,17 @@ class SnapshotCollector:
                 if old is None or old["window_end"] <= snapshot["window_end"]:
                     latest[key] = snapshot
 
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Drop the snapshots of models this worker no longer evaluates.
+
+        After a rebalance the former evaluator of a model would otherwise export its last
+        figures forever, beside the new evaluator's fresh ones.
+        """
+        with self._lock:
+            for latest in (self._latest, self._latest_data):
+                for key in [k for k in latest if not keep(k[0])]:
+                    del latest[key]
+
     def _feature_label(self, model: str, feature: str) -> str:
         # The cap counts (model, feature) pairs: one model's wide schema cannot crowd out
         # every other model's features.
@@ -194,9 +205,15 @@ class SnapshotCollector:
         with self._lock:
             latest = dict(self._latest)
             with_data = dict(self._latest_data)
+        # The feature gauges keep the classic {model_name, feature_name} labels: with two
+        # versions of a model live, the one with the newest window speaks for the model.
+        newest: dict[str, Mapping[str, Any]] = {}
+        for (model, _version), snap in with_data.items():
+            if model not in newest or newest[model]["window_end"] < snap["window_end"]:
+                newest[model] = snap
         for name, stat, doc in self.FEATURE_GAUGES:
             g = GaugeMetricFamily(name, doc, labels=["model_name", "feature_name"])
-            for (model, _version), snap in sorted(with_data.items()):
+            for model, snap in sorted(newest.items()):
                 for feature, figures in sorted(snap.get("features", {}).items()):
                     value = figures.get(stat)
                     if _finite(value):

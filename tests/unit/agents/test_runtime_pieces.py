@@ -199,3 +199,34 @@ def test_synthetic_drift_plan_moves_what_it_says():
     missing = np.isnan(apps["credit_history_months"])
     assert missing[before].mean() == 0 and missing[after].mean() == pytest.approx(0.3, abs=0.02)
     assert np.median(log_loan[after]) == pytest.approx(np.median(log_loan[before]), abs=0.05)
+
+
+def test_drift_gauges_one_series_per_feature_and_forgotten_on_handover():
+    registry = CollectorRegistry()
+    m = WorkerMetrics(registry)
+    for version, end, psi in (("v1", 10.0, 0.2), ("v2", 20.0, 0.05)):
+        m.drift.update(
+            {
+                "model": "fraud",
+                "model_version": version,
+                "window_end": end,
+                "count": 5,
+                "features": {"amount": {"psi": psi}},
+                "prediction": {},
+            }
+        )
+    text = generate_latest(registry).decode()
+    assert text.count('ml_drift_score{feature_name="amount",model_name="fraud"}') == 1
+    assert (
+        registry.get_sample_value(
+            "ml_drift_score", {"model_name": "fraud", "feature_name": "amount"}
+        )
+        == 0.05
+    )  # the version with the newest window
+    m.drift.forget(lambda model: model != "fraud")
+    assert (
+        registry.get_sample_value(
+            "ml_drift_score", {"model_name": "fraud", "feature_name": "amount"}
+        )
+        is None
+    )
