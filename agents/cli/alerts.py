@@ -83,6 +83,21 @@ def register(sub: Any) -> None:
     tail.add_argument("--format", choices=("table", "json"), default="table")
     tail.set_defaults(run=run_tail)
 
+    ack = actions.add_parser(
+        "ack",
+        help="record that someone is handling an alert",
+        description=(
+            "Record an acknowledgement of ALERT_ID (the alert_id of a firing event) by NAME in "
+            "Redis ({ns}:acks), where the meta-monitoring finds it: a critical alert that keeps "
+            "firing without an acknowledgement raises a monitor_health alert. Acknowledging "
+            "again replaces the earlier record."
+        ),
+    )
+    ack.add_argument("alert_id", metavar="ALERT_ID")
+    ack.add_argument("--by", required=True, metavar="NAME", help="who is handling it")
+    ack.add_argument("--note", default="", help="what is being done, for the next person")
+    ack.set_defaults(run=run_ack)
+
 
 def _count(text: str) -> int:
     try:
@@ -314,3 +329,23 @@ def _print_last(
     ordered = sorted(record for records in last.values() for record in records)
     if n:
         printer.write(value for *_, value in ordered[-n:])
+
+
+def run_ack(args: argparse.Namespace) -> int:
+    import redis
+
+    from agents.acks import AckLog
+    from agents.app import namespace
+    from agents.cli.connect import redis_url
+
+    if not args.by.strip():
+        raise InputError("--by needs a name")
+    client = redis.Redis.from_url(redis_url(), socket_connect_timeout=5)
+    try:
+        record = AckLog(client, namespace(Settings.from_env())).ack(
+            args.alert_id, by=args.by.strip(), note=args.note
+        )
+    except redis.RedisError as exc:
+        raise InputError(f"cannot reach Redis: {exc}") from None
+    print(f"acknowledged {args.alert_id} by {record['by']} at {record['at_iso']}")
+    return 0
