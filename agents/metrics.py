@@ -72,7 +72,7 @@ class WorkerMetrics:
         max_features: int = 200,
     ) -> None:
         self.models = LabelGuard("model_name", max_models)
-        self.features = LabelGuard("feature_name", max_features * max_models)
+        self.max_features = max_features
         self.invalid = Counter(
             "ml_invalid_events_total",
             "Events rejected and dead-lettered, by reason.",
@@ -98,7 +98,7 @@ class WorkerMetrics:
             registry=registry,
         )
         self.traffic = TrafficCollector(self.models)
-        self.drift = SnapshotCollector(self.models, self.features)
+        self.drift = SnapshotCollector(self.models, max_features)
         registry.register(self.traffic)
         registry.register(self.drift)
 
@@ -166,9 +166,11 @@ class SnapshotCollector:
         ("ml_feature_unseen_rate", "unseen_rate", "Share of categories the baseline never saw."),
     )
 
-    def __init__(self, models: LabelGuard, features: LabelGuard) -> None:
+    def __init__(self, models: LabelGuard, max_features: int = 200) -> None:
         self._models = models
-        self._features = features
+        # One cap per model: a wide schema cannot crowd out another model's features.
+        self._max_features = max_features
+        self._features: dict[str, LabelGuard] = {}
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], Mapping[str, Any]] = {}
         # Drift figures of the latest window that had events: an empty window (a model that
@@ -197,9 +199,12 @@ class SnapshotCollector:
                     del latest[key]
 
     def _feature_label(self, model: str, feature: str) -> str:
-        # The cap counts (model, feature) pairs: one model's wide schema cannot crowd out
-        # every other model's features.
-        return feature if self._features(f"{model}\x00{feature}") != OTHER else OTHER
+        guard = self._features.get(model)
+        if guard is None:
+            guard = self._features[model] = LabelGuard(
+                f"feature_name of {model}", self._max_features
+            )
+        return guard(feature)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -214,10 +219,16 @@ class SnapshotCollector:
         for name, stat, doc in self.FEATURE_GAUGES:
             g = GaugeMetricFamily(name, doc, labels=["model_name", "feature_name"])
             for model, snap in sorted(newest.items()):
+                values: dict[str, float] = {}
                 for feature, figures in sorted(snap.get("features", {}).items()):
                     value = figures.get(stat)
                     if _finite(value):
-                        g.add_metric([model, self._feature_label(model, feature)], float(value))
+                        label = self._feature_label(model, feature)
+                        # Features past the cap share one series: the worst of them, so a
+                        # drifted feature cannot hide behind a calm one.
+                        values[label] = max(values.get(label, -math.inf), float(value))
+                for label, value in values.items():
+                    g.add_metric([model, label], value)
             yield g
         pred = GaugeMetricFamily(
             "ml_prediction_drift_psi",

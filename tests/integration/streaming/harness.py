@@ -125,7 +125,8 @@ class WorkerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
+                # Faust keeps a data directory in its working directory: not in the repo.
+                cwd=self.log_path.parent,
                 env=self.env(),
                 start_new_session=True,  # its own process group, signalled as one
                 close_fds=True,

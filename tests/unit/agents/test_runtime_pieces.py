@@ -230,3 +230,35 @@ def test_drift_gauges_one_series_per_feature_and_forgotten_on_handover():
         )
         is None
     )
+
+
+def test_feature_cap_is_per_model_and_overflow_reports_the_worst():
+    registry = CollectorRegistry()
+    m = WorkerMetrics(registry, max_models=5, max_features=2)
+    wide = {f"f{i}": {"psi": 0.01 * (i + 1)} for i in range(4)}
+    m.drift.update(
+        {
+            "model": "wide",
+            "model_version": "v1",
+            "window_end": 1.0,
+            "count": 5,
+            "features": wide,
+            "prediction": {},
+        }
+    )
+    m.drift.update(
+        {
+            "model": "narrow",
+            "model_version": "v1",
+            "window_end": 1.0,
+            "count": 5,
+            "features": {"a": {"psi": 0.3}},
+            "prediction": {},
+        }
+    )
+    get = registry.get_sample_value
+    assert get("ml_drift_score", {"model_name": "narrow", "feature_name": "a"}) == 0.3
+    assert get("ml_drift_score", {"model_name": "wide", "feature_name": "f1"}) == 0.02
+    assert get("ml_drift_score", {"model_name": "wide", "feature_name": OTHER}) == 0.04
+    text = generate_latest(registry).decode()
+    assert text.count(f'ml_drift_score{{feature_name="{OTHER}",model_name="wide"}}') == 1
