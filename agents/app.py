@@ -23,7 +23,7 @@ from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agents.evaluator import Evaluator
-from agents.ingest import PredictionIngestor
+from agents.ingest import PredictionIngestor, tune_gc
 from agents.metrics import WorkerMetrics
 from agents.pane_store import PaneStore
 from agents.registry import BaselineRegistry
@@ -85,6 +85,7 @@ class Monitor(Service):
             owned=lambda: list(self.ingestor.owned) if self.ingestor else [],
             worker_id=self.worker_id,
         )
+        tune_gc()
         self.add_future(self.ingestor.run(self.stopping))
         self.add_future(self.evaluator.run(self.stopping))
 

@@ -403,11 +403,15 @@ def _columns(
     known = baseline.features.keys()
     n_known = len(names)
     row_of = _row_getter(names)
-    rows: list[tuple[Any, ...]] = []
-    append = rows.append
     absent: dict[str, int] = {}
     unknown = 0
     unknown_names: set[str] = set()
+    rows = _exact_rows(feature_dicts, row_of, n_known)
+    if rows is not None:
+        feature_dicts = []  # every event has exactly the baseline's features
+    else:
+        rows = []
+    append = rows.append
     for features in feature_dicts:
         # The common case, exactly the baseline's features: as many keys, none of them absent.
         if len(features) == n_known:
@@ -435,6 +439,23 @@ def _columns(
         unknown_features=unknown,
         unknown_names=sorted(unknown_names)[:MAX_UNKNOWN_NAMES],
     )
+
+
+def _exact_rows(
+    feature_dicts: list[Mapping[str, Any]],
+    row_of: Callable[[Mapping[str, Any]], tuple[Any, ...]],
+    n_known: int,
+) -> list[tuple[Any, ...]] | None:
+    """Every event's row when all of them carry exactly the baseline's features, else None.
+
+    The common case, in C-level passes only: as many keys as the baseline, none missing.
+    """
+    if not feature_dicts or set(map(len, feature_dicts)) != {n_known}:
+        return None
+    try:
+        return list(map(row_of, feature_dicts))
+    except KeyError:
+        return None
 
 
 def _row_getter(names: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
@@ -476,7 +497,7 @@ def _numeric_column(column: Column) -> tuple[FloatArray, int]:
     if array.ndim == 1 and array.dtype.kind in _NUMBER_KINDS and array.size == len(values):
         return array.astype(np.float64, copy=False), 0
     if array.ndim == 1 and array.dtype.kind == "O" and set(map(type, values)) <= _NUMBER_TYPES:
-        return np.array(values, dtype=np.float64), 0
+        return array.astype(np.float64), 0  # None becomes NaN
     out = np.full(len(values), np.nan)
     mismatches = 0
     for i, v in enumerate(values):
