@@ -50,7 +50,8 @@ from streams.adaptive import History
 from streams.severity import Severity, Thresholds
 
 if TYPE_CHECKING:
-    from streams.alert_policy import AlertContext, AlertPolicy
+    from streams.alert_config import AlertContext
+    from streams.alert_policy import AlertPolicy
 
 FORMAT = "undertow.alert-state/1"
 DAY = 86_400.0
