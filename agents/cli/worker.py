@@ -17,9 +17,12 @@ def register(sub: Any) -> None:
         description=(
             "Run one worker: it consumes undertow.predictions in the consumer group, keeps "
             "window state in Redis and evaluates the windows of the models whose home "
-            "partition it owns. Settings come from the environment: UNDERTOW_KAFKA, "
-            "UNDERTOW_REDIS_URL, UNDERTOW_TOPIC_PREFIX, UNDERTOW_PARTITIONS, UNDERTOW_WINDOW, "
-            "UNDERTOW_SLIDE, UNDERTOW_GRACE, UNDERTOW_IDLE_TIMEOUT, UNDERTOW_METRICS_PORT."
+            "partition it owns. Settings come from the environment (defaults in brackets): "
+            "UNDERTOW_KAFKA, UNDERTOW_REDIS_URL, UNDERTOW_TOPIC_PREFIX [undertow.], "
+            "UNDERTOW_PARTITIONS [8], UNDERTOW_WINDOW [5m], UNDERTOW_SLIDE [1m], "
+            "UNDERTOW_GRACE [1m], UNDERTOW_IDLE_TIMEOUT [30s], UNDERTOW_FLUSH_INTERVAL [1s], "
+            "UNDERTOW_METRICS_PORT [8000], UNDERTOW_MAX_MESSAGE_BYTES [1048576], "
+            "UNDERTOW_MAX_MODELS [100], UNDERTOW_MAX_FEATURES [200 per model]."
         ),
     )
     cmd.add_argument(
