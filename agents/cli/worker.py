@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -18,7 +19,8 @@ def register(sub: Any) -> None:
             "Run one worker: it consumes undertow.predictions in the consumer group, keeps "
             "window state in Redis and evaluates the windows of the models whose home "
             "partition it owns. Settings come from the environment (defaults in brackets): "
-            "UNDERTOW_KAFKA, UNDERTOW_REDIS_URL, UNDERTOW_TOPIC_PREFIX [undertow.], "
+            "UNDERTOW_KAFKA and UNDERTOW_REDIS_URL [the embedded stack of `undertow dev up`], "
+            "UNDERTOW_TOPIC_PREFIX [undertow.], "
             "UNDERTOW_PARTITIONS [8], UNDERTOW_WINDOW [5m], UNDERTOW_SLIDE [1m], "
             "UNDERTOW_GRACE [1m], UNDERTOW_IDLE_TIMEOUT [30s], UNDERTOW_FLUSH_INTERVAL [1s], "
             "UNDERTOW_METRICS_PORT [8000], UNDERTOW_MAX_MESSAGE_BYTES [1048576], "
@@ -36,13 +38,14 @@ def run_worker(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
     except SettingsError as exc:
         raise InputError(str(exc)) from None
-    if not settings.kafka:
-        raise InputError(
-            "UNDERTOW_KAFKA is not set: point it at a Kafka broker, or use `undertow dev up`, "
-            "which starts the embedded stack and its workers"
-        )
-    if not settings.redis_url:
-        raise InputError("UNDERTOW_REDIS_URL is not set: the window state lives in Redis")
+    # Without UNDERTOW_KAFKA / UNDERTOW_REDIS_URL, the embedded stack of `undertow dev up`.
+    from agents.cli.connect import kafka_bootstrap, redis_url
+
+    settings = dataclasses.replace(
+        settings,
+        kafka=settings.kafka or kafka_bootstrap(),
+        redis_url=settings.redis_url or redis_url(),
+    )
     import faust
 
     from agents.app import create_app

@@ -262,3 +262,14 @@ def test_feature_cap_is_per_model_and_overflow_reports_the_worst():
     assert get("ml_drift_score", {"model_name": "wide", "feature_name": OTHER}) == 0.04
     text = generate_latest(registry).decode()
     assert text.count(f'ml_drift_score{{feature_name="{OTHER}",model_name="wide"}}') == 1
+
+
+def test_worker_without_a_broker_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    from agents.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no .undertow/stack.json here
+    monkeypatch.delenv("UNDERTOW_KAFKA", raising=False)
+    monkeypatch.delenv("UNDERTOW_REDIS_URL", raising=False)
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert "no broker" in err and "undertow dev up" in err and len(err.splitlines()) == 1
