@@ -18,26 +18,28 @@ def stack_record(path: Path = STACK_RECORD) -> dict[str, object] | None:
 
 
 def kafka_bootstrap() -> str:
-    settings = Settings.from_env()
-    if settings.kafka:
-        return settings.kafka
-    record = stack_record()
-    if record and record.get("kafka"):
-        return str(record["kafka"])
-    raise InputError(
+    return _configured_or_recorded(
+        Settings.from_env().kafka,
+        "kafka",
         "no broker: set UNDERTOW_KAFKA=host:port, or start the embedded stack with "
-        "`undertow dev up`"
+        "`undertow dev up`",
     )
 
 
 def redis_url() -> str:
-    settings = Settings.from_env()
-    if settings.redis_url:
-        return settings.redis_url
-    record = stack_record()
-    if record and record.get("redis"):
-        return str(record["redis"])
-    raise InputError(
+    return _configured_or_recorded(
+        Settings.from_env().redis_url,
+        "redis",
         "no Redis: set UNDERTOW_REDIS_URL=redis://host:port/0, or start the embedded stack "
-        "with `undertow dev up`"
+        "with `undertow dev up`",
     )
+
+
+def _configured_or_recorded(configured: str | None, key: str, missing: str) -> str:
+    """The environment's value, else the one `undertow dev up` recorded, else an error."""
+    if configured:
+        return configured
+    record = stack_record()
+    if record and record.get(key):
+        return str(record[key])
+    raise InputError(missing)
