@@ -3,6 +3,9 @@
 A baseline is plain, versioned JSON so that it can be reviewed, diffed, stored in Redis and
 read by any worker. Each column keeps a histogram whose bins are fixed here, so a window of
 live traffic is counted into the same bins and compared bin for bin.
+
+The label side (performance, segments, fairness) adds settings that baselines written
+before it lack; each has a default, so those still read (see `Baseline`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from streams.cohorts import MAX_ATTRIBUTES, MAX_VALUES
 from streams.errors import BaselineFormatError
 from streams.histogram import CategoricalHistogram, NumericHistogram
 from streams.severity import Thresholds
@@ -112,9 +116,29 @@ def reference_from_dict(name: str, data: dict[str, Any]) -> Reference:
     raise ValueError(f"column {name!r} has unknown type {kind!r}")
 
 
+#: Group statistics of the training data per protected attribute and group:
+#: ``{"positive_rate", "tpr", "fpr"}`` (None when undefined) and ``"n"`` (rows).
+FairnessReference = dict[str, dict[str, dict[str, Any]]]
+
+
 @dataclass
 class Baseline:
-    """Everything a worker or the batch check needs to judge a window of one model version."""
+    """Everything a worker or the batch check needs to judge a window of one model version.
+
+    Label-side settings (all optional in the JSON, with these defaults):
+
+    * ``protected``: segment attributes whose groups are compared for fairness; they are
+      segment attributes of the events, never drift features.
+    * ``fairness_reference``: per protected attribute and group, the training data's
+      positive rate, TPR, FPR and row count (`FairnessReference`).
+    * ``fairness_bounds`` (0.8, 1.25): the demographic parity ratio must stay inside.
+    * ``min_group_size`` (30): a group's rate is compared only when it rests on at least
+      this many rows.
+    * ``min_labelled`` (100): fewer labels in a window make performance "insufficient".
+    * ``label_ttl_s`` (None: the worker's default): how long a prediction waits for its
+      label; ``expected_label_delay_s`` (None: unknown): the usual wait.
+    * ``max_segment_attributes`` (10), ``max_segment_values`` (20): cohort caps.
+    """
 
     model: str
     version: str
@@ -129,6 +153,37 @@ class Baseline:
     performance: dict[str, float] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    protected: list[str] = field(default_factory=list)
+    fairness_reference: FairnessReference = field(default_factory=dict)
+    fairness_bounds: tuple[float, float] = (0.8, 1.25)
+    min_group_size: int = 30
+    min_labelled: int = 100
+    label_ttl_s: float | None = None
+    expected_label_delay_s: float | None = None
+    max_segment_attributes: int = MAX_ATTRIBUTES
+    max_segment_values: int = MAX_VALUES
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(b) for b in self.fairness_bounds)
+        if not (0.0 < lo <= hi < math.inf):
+            raise ValueError(f"fairness bounds must be 0 < lo <= hi, not {[lo, hi]}")
+        self.fairness_bounds = (lo, hi)
+        if len(set(self.protected)) != len(self.protected):
+            raise ValueError("protected attributes must be distinct")
+        for name, value in (
+            ("label_ttl_s", self.label_ttl_s),
+            ("expected_label_delay_s", self.expected_label_delay_s),
+        ):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative number of seconds, not {value}")
+        for name, count in (
+            ("min_group_size", self.min_group_size),
+            ("min_labelled", self.min_labelled),
+            ("max_segment_attributes", self.max_segment_attributes),
+            ("max_segment_values", self.max_segment_values),
+        ):
+            if count < 0:
+                raise ValueError(f"{name} must not be negative, not {count}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +201,15 @@ class Baseline:
             "features": {n: r.to_dict() for n, r in self.features.items()},
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "target": None if self.target is None else self.target.to_dict(),
+            "protected": list(self.protected),
+            "fairness_reference": self.fairness_reference,
+            "fairness_bounds": list(self.fairness_bounds),
+            "min_group_size": self.min_group_size,
+            "min_labelled": self.min_labelled,
+            "label_ttl_s": self.label_ttl_s,
+            "expected_label_delay_s": self.expected_label_delay_s,
+            "max_segment_attributes": self.max_segment_attributes,
+            "max_segment_values": self.max_segment_values,
         }
 
     def to_json(self) -> bytes:
@@ -174,6 +238,15 @@ class Baseline:
                 features={n: reference_from_dict(n, d) for n, d in data["features"].items()},
                 prediction=_optional_reference("prediction", data.get("prediction")),
                 target=_optional_reference("target", data.get("target")),
+                protected=[str(a) for a in data.get("protected", [])],
+                fairness_reference=_fairness_reference(data.get("fairness_reference", {})),
+                fairness_bounds=_bounds(data.get("fairness_bounds", (0.8, 1.25))),
+                min_group_size=int(data.get("min_group_size", 30)),
+                min_labelled=int(data.get("min_labelled", 100)),
+                label_ttl_s=_optional_float(data.get("label_ttl_s")),
+                expected_label_delay_s=_optional_float(data.get("expected_label_delay_s")),
+                max_segment_attributes=int(data.get("max_segment_attributes", MAX_ATTRIBUTES)),
+                max_segment_values=int(data.get("max_segment_values", MAX_VALUES)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BaselineFormatError(f"baseline is malformed: {exc}") from None
@@ -191,6 +264,22 @@ class Baseline:
 
 def _optional_reference(name: str, data: dict[str, Any] | None) -> Reference | None:
     return None if data is None else reference_from_dict(name, data)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _bounds(value: Any) -> tuple[float, float]:
+    lo, hi = value  # exactly two
+    return float(lo), float(hi)
+
+
+def _fairness_reference(data: Any) -> FairnessReference:
+    return {
+        str(attr): {str(group): dict(stats) for group, stats in groups.items()}
+        for attr, groups in data.items()
+    }
 
 
 def _rate(part: int, whole: int) -> float:
