@@ -116,11 +116,12 @@ class Cohorts:
         names: set[str] = set()
         for m in segments:
             names.update(m)
-        for attr in sorted(names):
+        # str(): a subclass such as numpy's str_ would not serialise as a JSON key.
+        for attr in sorted(map(str, names)):
             if self._table(attr) is None:
                 continue
             column = [m.get(attr) for m in segments]
-            distinct = sorted(v for v in set(column) if v is not None)
+            distinct = sorted({str(v) for v in column if v is not None})
             local: dict[str | None, int] = {v: i for i, v in enumerate(distinct)}
             codes = np.fromiter((local.get(v, -1) for v in column), np.intp, n)
             present = codes >= 0
