@@ -5,6 +5,11 @@ Bin edges and percentiles come from the reservoir; when the file fits in it (the
 case) that is the data itself and everything is exact. When it does not, a second pass
 counts every row into the chosen bins, so the reference histograms are exact either way and
 only the position of the edges rests on the sample.
+
+Protected columns (``BuildOptions.protected``) are not features: they are the segment
+attributes whose groups the live monitor compares for fairness. The same pass counts them
+into cohorts, from which the baseline keeps each group's positive rate, TPR and FPR on the
+training data (`streams.fairness.fairness_reference`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,9 +31,12 @@ from streams.baseline import (
     Task,
 )
 from streams.binning import Binning, coarse_edges, fine_grid, sorted_quantiles, union_edges
+from streams.cohorts import MAX_ATTRIBUTES, MAX_VALUES, OTHER_SEGMENT, Cohorts
 from streams.errors import InputError
+from streams.fairness import fairness_reference
 from streams.histogram import CategoricalHistogram, NumericHistogram
 from streams.moments import Moments
+from streams.outcomes import FALSE_WORDS, TRUE_WORDS, binary_outcome_rows, binary_prediction_rows
 from streams.performance import BinaryConfusion, MulticlassAccuracy, RegressionErrors
 from streams.reservoir import RowReservoir
 from streams.severity import Thresholds
@@ -37,8 +46,8 @@ from streams.tabular import BadRow, Chunk, ColumnType, Progress, TableFile
 DEFAULT_IGNORE = ("prediction_id", "timestamp", "model", "model_version", "latency_ms")
 #: Column names taken as the target when --target is not given.
 TARGET_NAMES = ("label", "target", "actual")
-TRUE_WORDS = frozenset({"1", "true", "yes", "y", "t"})
-FALSE_WORDS = frozenset({"0", "false", "no", "n", "f"})
+#: Distinct values a protected column may have in the reference data: groups, not ids.
+MAX_GROUPS = 1000
 
 
 @dataclass
@@ -58,6 +67,14 @@ class BuildOptions:
     max_categories: int = 200
     max_bad_share: float = 0.01
     thresholds: Thresholds = field(default_factory=Thresholds)
+    protected: Sequence[str] = ()
+    label_ttl_s: float | None = None
+    expected_label_delay_s: float | None = None
+    min_labelled: int = 100
+    min_group_size: int = 30
+    fairness_bounds: tuple[float, float] = (0.8, 1.25)
+    max_segment_attributes: int = MAX_ATTRIBUTES
+    max_segment_values: int = MAX_VALUES
 
 
 @dataclass
@@ -98,6 +115,7 @@ class Roles:
     prediction: str | None
     target: str | None
     types: dict[str, ColumnType]
+    protected: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -120,6 +138,7 @@ def resolve_roles(table: TableFile, options: BuildOptions) -> Roles:
             )
     prediction = options.prediction or ("prediction" if "prediction" in cols else None)
     target = options.target or next((c for c in TARGET_NAMES if c in cols), None)
+    protected = _protected_columns(table, options.protected, prediction, target)
     if options.features is not None:
         missing = [f for f in options.features if f not in cols]
         if missing:
@@ -127,9 +146,17 @@ def resolve_roles(table: TableFile, options: BuildOptions) -> Roles:
                 f"feature column(s) {', '.join(map(repr, missing))} not in the file",
                 path=table.path,
             )
+        both = [f for f in options.features if f in protected]
+        if both:
+            raise InputError(
+                f"column(s) {', '.join(map(repr, both))} are given as both features and "
+                "protected attributes; a protected attribute is compared across groups, "
+                "not monitored for drift",
+                path=table.path,
+            )
         features = list(options.features)
     else:
-        skip = {*options.ignore, prediction, target}
+        skip = {*options.ignore, prediction, target, *protected}
         features = [c for c in cols if c not in skip]
     if not features:
         raise InputError("no feature columns left to monitor", path=table.path)
@@ -138,7 +165,25 @@ def resolve_roles(table: TableFile, options: BuildOptions) -> Roles:
         if c not in cols:
             raise InputError(f"--categorical column {c!r} is not in the file", path=table.path)
         types[c] = "categorical"
-    return Roles(features, prediction, target, types)
+    return Roles(features, prediction, target, types, protected)
+
+
+def _protected_columns(
+    table: TableFile, names: Sequence[str], prediction: str | None, target: str | None
+) -> list[str]:
+    cols = table.columns
+    missing = [c for c in names if c not in cols]
+    if missing:
+        raise InputError(
+            f"--protected column(s) {', '.join(map(repr, missing))} not in the file "
+            f"(columns: {', '.join(cols)})",
+            path=table.path,
+        )
+    for c in names:
+        if c in (prediction, target):
+            role = "prediction" if c == prediction else "target"
+            raise InputError(f"--protected column {c!r} is the {role} column", path=table.path)
+    return list(dict.fromkeys(names))
 
 
 class _NumericColumn:
@@ -160,8 +205,10 @@ def build_baseline(
     reservoir = RowReservoir(options.sample_rows, max(len(numeric), 1))
     target_is_binary = True
     performance = _PerformanceCounters(roles, options)
+    groups = _GroupCounters(roles, options)
+    columns = roles.columns + roles.protected
 
-    for chunk in table.chunks(numeric=numeric, columns=roles.columns, progress=progress):
+    for chunk in table.chunks(numeric=numeric, columns=columns, progress=progress):
         report.rows += chunk.n_rows
         report.add_bad(chunk.bad_rows)
         if chunk.n_rows == 0:
@@ -181,6 +228,7 @@ def build_baseline(
             t = t[np.isfinite(t)]
             target_is_binary &= bool(np.all((t == 0) | (t == 1)))
         performance.update(chunk)
+        groups.update(chunk)
 
     report.enforce(table.path, options.max_bad_share)
     task = options.task or _infer_task(roles, stats, counters, target_is_binary)
@@ -235,6 +283,15 @@ def build_baseline(
             "prediction_column": roles.prediction,
             "target_column": roles.target,
         },
+        protected=roles.protected,
+        fairness_reference=groups.reference(table.path, task),
+        fairness_bounds=options.fairness_bounds,
+        min_group_size=options.min_group_size,
+        min_labelled=options.min_labelled,
+        label_ttl_s=options.label_ttl_s,
+        expected_label_delay_s=options.expected_label_delay_s,
+        max_segment_attributes=options.max_segment_attributes,
+        max_segment_values=options.max_segment_values,
     )
     baseline.performance = performance.metrics(task)
     return baseline, report
@@ -365,6 +422,59 @@ class _PerformanceCounters:
         if task == "multiclass":
             return self.multiclass.metrics()
         return self.regression.metrics()
+
+
+class _GroupCounters:
+    """Cohort counts of the protected columns, for the baseline's fairness reference.
+
+    As with `_PerformanceCounters` the task is known only at the end, so a numeric
+    prediction is counted as a binary score all along and the rates are kept only if the
+    task turns out binary; the group sizes are kept whatever the task.
+    """
+
+    def __init__(self, roles: Roles, options: BuildOptions) -> None:
+        self.protected = roles.protected
+        self.prediction = roles.prediction if roles.prediction in roles.numeric else None
+        self.target = roles.target
+        self.threshold = options.threshold
+        self.max_values = options.max_segment_values
+        pinned = dict.fromkeys(self.protected, ())
+        self.cohorts = Cohorts(
+            "binary", max_attributes=len(self.protected), max_values=MAX_GROUPS, pinned=pinned
+        )
+
+    def update(self, chunk: Chunk) -> None:
+        if not self.protected or chunk.n_rows == 0:
+            return
+        n = chunk.n_rows
+        columns = [chunk.text[c] for c in self.protected]
+        segments = [
+            {c: v for c, v in zip(self.protected, values, strict=True) if v is not None}
+            for values in zip(*columns, strict=True)
+        ]
+        nan = np.full(n, np.nan)
+        scores = chunk.numeric[self.prediction] if self.prediction else nan
+        labels = _as_number(chunk, self.target) if self.target and self.prediction else nan
+        rows = binary_prediction_rows(scores, self.threshold)
+        rows += binary_outcome_rows(scores, labels, self.threshold)
+        self.cohorts.add(segments, rows)
+
+    def reference(self, path: str, task: Task | None) -> dict[str, dict[str, dict[str, Any]]]:
+        for c in self.protected:
+            table = self.cohorts.counts.get(c, {})
+            if not table:
+                raise InputError("has no values: all rows are missing", path=path, column=c)
+            if OTHER_SEGMENT in table:
+                raise InputError(
+                    f"has more than {MAX_GROUPS:,} distinct values (or the reserved value "
+                    f"{OTHER_SEGMENT!r}); a protected attribute names groups, such as "
+                    "gender or an age band",
+                    path=path,
+                    column=c,
+                )
+        return fairness_reference(
+            self.cohorts, self.protected, self.max_values, binary=task == "binary"
+        )
 
 
 def _as_text(chunk: Chunk, column: str) -> list[str | None]:

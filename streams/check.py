@@ -104,7 +104,8 @@ def _monitored_columns(
             path=table.path,
         )
     target_column = baseline.source.get("target_column")
-    skip = {*ignore, target_column}
+    # Protected columns are segment attributes, compared by the live monitor, not drift.
+    skip = {*ignore, target_column, *baseline.protected}
     extra = [c for c in table.columns if c not in columns and c not in skip]
     if extra:
         raise InputError(

@@ -12,6 +12,8 @@ from agents.cli.progress import file_progress
 from streams.baseline import TASKS
 from streams.baseline_builder import DEFAULT_IGNORE, TARGET_NAMES, BuildOptions, build_baseline
 from streams.binning import BINNINGS
+from streams.cohorts import MAX_VALUES
+from streams.durations import ACCEPTED_FORMS, parse_duration
 from streams.errors import InputError
 from streams.severity import Thresholds
 from streams.tabular import TableFile
@@ -25,9 +27,12 @@ def register(sub: Any) -> None:
         help="build a baseline from reference data",
         description=(
             "Build a baseline from reference data (CSV with a header row, or JSON Lines). "
-            "Every column that is not the prediction, the target or ignored is a feature; "
-            "a column is numeric when at least 95%% of its first 10,000 values are numbers "
-            "(the rest are then malformed rows)."
+            "Every column that is not the prediction, the target, protected or ignored is a "
+            "feature; a column is numeric when at least 95%% of its first 10,000 values are "
+            "numbers (the rest are then malformed rows). Protected columns are segment "
+            "attributes, not features: live events carry them in `segments`, and the "
+            "baseline keeps each group's positive rate, TPR and FPR on this data as the "
+            "fairness reference. Durations: " + ACCEPTED_FORMS + "."
         ),
     )
     create.add_argument("--data", required=True, metavar="FILE", help="CSV or JSON Lines")
@@ -81,6 +86,50 @@ def register(sub: Any) -> None:
     )
     create.add_argument("--psi-warning", type=non_negative, default=Thresholds.psi_warning)
     create.add_argument("--psi-critical", type=non_negative, default=Thresholds.psi_critical)
+    labels = create.add_argument_group("ground truth and fairness")
+    labels.add_argument(
+        "--protected",
+        type=name_list,
+        metavar="A,B",
+        default=[],
+        help=(
+            "segment attributes whose groups are compared for fairness, e.g. gender,age_band "
+            f"(not drift features; the {MAX_VALUES} most frequent groups of each are kept)"
+        ),
+    )
+    labels.add_argument(
+        "--label-ttl",
+        type=_duration,
+        metavar="DURATION",
+        help="how long a prediction waits for its label, e.g. 30d (default: the worker's)",
+    )
+    labels.add_argument(
+        "--expected-label-delay",
+        type=_duration,
+        metavar="DURATION",
+        help="how long ground truth usually takes to arrive, e.g. 2d",
+    )
+    labels.add_argument(
+        "--min-labelled",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="fewer labels in a window make its performance 'insufficient' (100)",
+    )
+    labels.add_argument(
+        "--min-group-size",
+        type=_count,
+        default=30,
+        metavar="N",
+        help="a group's rate is compared only when it rests on at least N rows (30)",
+    )
+    labels.add_argument(
+        "--fairness-bounds",
+        type=_bounds,
+        default=(0.8, 1.25),
+        metavar="LO,HI",
+        help="the demographic parity ratio must stay within these (0.8,1.25)",
+    )
     create.set_defaults(run=run_create)
 
     reg = actions.add_parser(
@@ -116,6 +165,12 @@ def run_create(args: argparse.Namespace) -> int:
         sample_rows=args.sample_rows,
         max_bad_share=args.max_bad_share,
         thresholds=thresholds,
+        protected=args.protected,
+        label_ttl_s=args.label_ttl,
+        expected_label_delay_s=args.expected_label_delay,
+        min_labelled=args.min_labelled,
+        min_group_size=args.min_group_size,
+        fairness_bounds=args.fairness_bounds,
     )
     table = TableFile(args.data)
     with file_progress(table.path, table.size) as progress:
@@ -136,6 +191,12 @@ def run_create(args: argparse.Namespace) -> int:
         parts.append(f"task {baseline.task}, prediction {baseline.source['prediction_column']!r}")
     if baseline.target is not None:
         parts.append(f"target {baseline.source['target_column']!r}")
+    if baseline.protected:
+        groups = ", ".join(
+            f"{c} ({len(baseline.fairness_reference.get(c, {}))} groups)"
+            for c in baseline.protected
+        )
+        parts.append(f"protected {groups}")
     print("; ".join(parts) + f" -> {os.fspath(args.out)}", file=sys.stderr)
     if report.bad:
         print(
@@ -144,6 +205,34 @@ def run_create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, not {text!r}")
+    return value
+
+
+def _bounds(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers LO,HI, not {text!r}") from None
+    if not 0 < lo <= hi < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, not {text!r}")
+    return lo, hi
 
 
 def run_register(args: argparse.Namespace) -> int:

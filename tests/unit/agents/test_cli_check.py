@@ -300,3 +300,99 @@ def test_jsonl_in_the_wire_format(files, capsys):
         assert from_jsonl["features"][name]["psi"] == pytest.approx(
             from_csv["features"][name]["psi"]
         )
+
+
+def write_protected_csv(path: Path, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prediction_id", "amount", "gender", "age_band", "prediction", "label"])
+        for i in range(n):
+            score = rng.uniform()
+            w.writerow(
+                [
+                    f"p{i}",
+                    rng.lognormal(3, 1),
+                    rng.choice(["f", "m"]),
+                    rng.choice(["18-30", "31-50", "51+"]),
+                    score,
+                    int(rng.uniform() < score),
+                ]
+            )
+
+
+def create_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "baseline",
+        "create",
+        "--data",
+        str(data),
+        "--model",
+        "credit",
+        "--version",
+        "v1",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_baseline_create_with_protected_attributes_and_label_settings(tmp_path, capsys):
+    ref, cur, out = tmp_path / "ref.csv", tmp_path / "cur.csv", tmp_path / "b.json"
+    write_protected_csv(ref, 1000, seed=1)
+    write_protected_csv(cur, 500, seed=2)
+    argv = create_args(
+        ref,
+        out,
+        "--protected",
+        "gender,age_band",
+        "--label-ttl",
+        "30d",
+        "--expected-label-delay",
+        "2d",
+        "--min-labelled",
+        "50",
+        "--min-group-size",
+        "20",
+        "--fairness-bounds",
+        "0.75,1.3",
+    )
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "protected gender (2 groups), age_band (3 groups)" in err
+    raw = json.loads(out.read_text())
+    assert list(raw["features"]) == ["amount"]
+    assert raw["protected"] == ["gender", "age_band"]
+    assert set(raw["fairness_reference"]["gender"]) == {"f", "m"}
+    assert raw["label_ttl_s"] == 30 * 86400 and raw["expected_label_delay_s"] == 2 * 86400
+    assert (raw["min_labelled"], raw["min_group_size"]) == (50, 20)
+    assert raw["fairness_bounds"] == [0.75, 1.3]
+    # The batch check leaves protected columns out instead of calling them unknown.
+    code, report = run_json(capsys, out, cur)
+    assert code == 0 and list(report["features"]) == ["amount"]
+
+
+def test_baseline_create_protected_errors(tmp_path, capsys):
+    ref, out = tmp_path / "ref.csv", tmp_path / "b.json"
+    write_protected_csv(ref, 50, seed=1)
+    code, err = error_of(capsys, create_args(ref, out, "--protected", "gender,race"))
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("undertow: error: ") and "--protected column(s) 'race' not in" in err
+    assert not out.exists()
+    for flag, value, message in (
+        ("--label-ttl", "30 days", "invalid duration '30 days'"),
+        ("--fairness-bounds", "1.2,0.8", "expected 0 < LO <= HI"),
+        ("--min-labelled", "-1", "at least 0"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(create_args(ref, out, flag, value))
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_baseline_create_help_lists_the_label_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["baseline", "create", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--protected", "--label-ttl", "--expected-label-delay", "--min-labelled"):
+        assert flag in out
