@@ -36,7 +36,12 @@ from streams.errors import InputError
 from streams.fairness import fairness_reference
 from streams.histogram import CategoricalHistogram, NumericHistogram
 from streams.moments import Moments
-from streams.outcomes import FALSE_WORDS, TRUE_WORDS, binary_outcome_rows, binary_prediction_rows
+from streams.outcome_rows import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    binary_outcome_rows,
+    binary_prediction_rows,
+)
 from streams.performance import BinaryConfusion, MulticlassAccuracy, RegressionErrors
 from streams.reservoir import RowReservoir
 from streams.severity import Thresholds

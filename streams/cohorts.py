@@ -264,16 +264,18 @@ class Cohorts:
         return state
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Replace the contents with a `to_state` dict (of the same task and caps)."""
-        self.counts = {
-            str(a): {str(v): _record(r, self.width) for v, r in t.items()}
-            for a, t in state.get("a", {}).items()
-        }
-        self.errors = {
-            str(a): {str(v): [float(x) for x in terms] for v, terms in e.items()}
-            for a, e in state.get("e", {}).items()
-        }
+        """Replace the contents with a `to_state` dict (of the same task).
+
+        The records go through the caps again, so a state written under other caps or other
+        pinned values (a baseline registered again) still obeys this one's.
+        """
+        self.counts, self.errors = {}, {}
         self.truncated = bool(state.get("t", False))
+        errors = state.get("e", {})
+        for attr, table in sorted(state.get("a", {}).items()):
+            for value, record in sorted(table.items()):
+                terms = [float(t) for t in errors.get(attr, {}).get(value, ())]
+                self._add_record(str(attr), str(value), _record(record, self.width), terms)
 
     def __repr__(self) -> str:
         sizes = {a: len(t) for a, t in self.counts.items()}

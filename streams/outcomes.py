@@ -22,7 +22,6 @@ count in the label delay and nowhere else.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,22 +31,11 @@ import numpy.typing as npt
 from streams.baseline import Baseline, CategoricalReference, Task
 from streams.cohorts import COLUMNS, OTHER_SEGMENT, Cohorts
 from streams.exact_sum import decode_counts, encode_counts, exact_add, exact_sum
-from streams.fairness import fairness_section
-from streams.label_delay import (
-    DELAY_BUCKETS_S,
-    N_BUCKETS,
-    LabelDelay,
-    bucket_labels,
-    clean_delays,
-    delay_buckets,
-)
-from streams.performance import (
-    BinaryPerformance,
-    MulticlassPerformance,
-    RegressionPerformance,
-    primary_metric,
-)
-from streams.performance.common import _HUGE, OTHER, _label, _missing
+from streams.label_delay import DELAY_BUCKETS_S, N_BUCKETS, LabelDelay, clean_delays, delay_buckets
+from streams.outcome_rows import binary_prediction_rows, judge, scores_of
+from streams.outcome_sections import outcome_sections
+from streams.performance import BinaryPerformance, MulticlassPerformance, RegressionPerformance
+from streams.performance.common import OTHER, _label
 
 __all__ = [
     "DELAY_BUCKETS_S",
@@ -59,17 +47,11 @@ __all__ = [
 
 FORMAT = "undertow.outcomes/1"
 FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 CountArray = npt.NDArray[np.int64]
 Counter = BinaryPerformance | MulticlassPerformance | RegressionPerformance
 
-#: Label words read as 1 and 0 for a binary model (as `streams.baseline_builder` reads a
-#: text target column).
-TRUE_WORDS = frozenset({"1", "true", "yes", "y", "t"})
-FALSE_WORDS = frozenset({"0", "false", "no", "n", "f"})
 #: A multiclass counter's fixed label set holds at most this many of the baseline's classes.
 MAX_CLASSES = 50
-DEFAULT_MIN_LABELLED = 100
 
 
 class OutcomePane:
@@ -193,7 +175,7 @@ class OutcomePane:
         if n == 0:
             return
         self.delay.update_many(delay_s)
-        outcome = _outcome(self.task, self.threshold, predicted, actual)
+        outcome = judge(self.task, self.threshold, predicted, actual)
         scorable = outcome.scorable
         k = int(np.count_nonzero(scorable))
         self.labelled += k
@@ -339,193 +321,6 @@ def merge_outcomes(baseline: Baseline, panes: Iterable[OutcomePane]) -> OutcomeP
     for pane in panes:
         window.merge(pane)
     return window
-
-
-def outcome_sections(
-    baseline: Baseline, pane: OutcomePane, *, min_labelled: int | None = None
-) -> dict[str, dict[str, Any]]:
-    """The snapshot's ``performance``, ``segments`` and ``fairness`` sections of ``pane``.
-
-    Undefined figures are NaN, which orjson writes as null (as `streams.snapshot` does).
-    ``performance`` has ``labelled``, ``predictions``, ``coverage`` (labelled /
-    predictions), ``unscorable``, ``status`` (``"insufficient"`` below ``min_labelled``
-    labels, default ``baseline.min_labelled``), every figure of the task's counter, the
-    ``primary_metric`` with its ``value``, ``baseline_value`` and ``drop`` (points worse,
-    `PrimaryMetric.drop`), ``label_delay`` (`LabelDelay.summary`, per-bucket counts keyed by
-    ``le``), ``by_delay`` (per delay bucket: labelled, and accuracy or MAE) and
-    ``detections``. ``segments``: `Cohorts.section`. ``fairness``: `fairness_section`.
-    """
-    needed = baseline.min_labelled if min_labelled is None else min_labelled
-    performance: dict[str, Any] = {
-        "labelled": pane.labelled,
-        "predictions": pane.predictions,
-        "coverage": pane.labelled / pane.predictions if pane.predictions else math.nan,
-        "unscorable": pane.unscorable,
-        "status": "ok" if pane.labelled >= needed and pane.task else "insufficient",
-        "min_labelled": needed,
-    }
-    if pane.performance is not None and pane.task is not None:
-        metrics = pane.performance.metrics()
-        metrics.pop("labelled")
-        for name in ("tp", "fp", "tn", "fn", "mape_skipped"):
-            if name in metrics:
-                metrics[name] = int(metrics[name])
-        performance.update(metrics)
-        primary = primary_metric(pane.task)
-        value = metrics[primary.name]
-        reference = float(baseline.performance.get(primary.name, math.nan))
-        performance["primary_metric"] = primary.name
-        performance["value"] = value
-        performance["baseline_value"] = reference
-        performance["drop"] = primary.drop(reference, value)
-    performance["label_delay"] = pane.delay.summary(baseline.expected_label_delay_s)
-    performance["by_delay"] = _by_delay(pane)
-    performance["detections"] = pane.detections
-    return {
-        "performance": performance,
-        "segments": pane.cohorts.section(),
-        "fairness": fairness_section(baseline, pane.cohorts),
-    }
-
-
-def _by_delay(pane: OutcomePane) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for b, le in enumerate(bucket_labels()):
-        n = int(pane.by_delay_labelled[b])
-        if pane.task == "regression":
-            terms = pane.by_delay_errors[b]
-            out[le] = {"labelled": n, "mae": (terms[0] if terms else 0.0) / n if n else math.nan}
-        else:
-            out[le] = {
-                "labelled": n,
-                "accuracy": int(pane.by_delay_correct[b]) / n if n else math.nan,
-            }
-    return out
-
-
-# -- rows to outcomes -------------------------------------------------------------------------
-
-
-class _Outcome:
-    """One micro-batch of joined labels, judged: which rows count, and how they did."""
-
-    __slots__ = ("actual", "correct", "errors", "predicted", "rows", "scorable")
-
-    def __init__(
-        self,
-        scorable: BoolArray,
-        predicted: Any,
-        actual: Any,
-        rows: CountArray | None,
-        correct: BoolArray,
-        errors: FloatArray | None = None,
-    ) -> None:
-        self.scorable = scorable
-        self.predicted = predicted
-        self.actual = actual
-        self.rows = rows  # cohort contributions, None without a task
-        self.correct = correct
-        self.errors = errors  # regression: |error| (0 where not scorable)
-
-
-def _outcome(
-    task: Task | None,
-    threshold: float,
-    predicted: Sequence[float | str | None],
-    actual: Sequence[float | str],
-) -> _Outcome:
-    n = len(predicted)
-    if task == "binary":
-        s, y = scores_of(predicted), binary_labels(actual)
-        ok = np.isfinite(s) & ((y == 0) | (y == 1))
-        return _Outcome(
-            ok, s, y, binary_outcome_rows(s, y, threshold), _correct_binary(s, y, ok, threshold)
-        )
-    if task == "multiclass":
-        pairs = [
-            (not (_missing(p) or _missing(a)), _label(p) == _label(a))
-            for p, a in zip(predicted, actual, strict=True)
-        ]
-        ok = np.fromiter((p[0] for p in pairs), bool, n)
-        correct = ok & np.fromiter((p[1] for p in pairs), bool, n)
-        rows = np.zeros((n, 3), dtype=np.int64)
-        rows[:, 1], rows[:, 2] = ok, correct
-        return _Outcome(ok, list(predicted), list(actual), rows, correct)
-    if task == "regression":
-        p, y = scores_of(predicted), scores_of(actual)
-        ok = (np.abs(p) < _HUGE) & (np.abs(y) < _HUGE)
-        errors = np.where(ok, np.abs(p - y), 0.0)
-        rows = np.zeros((n, 2), dtype=np.int64)
-        rows[:, 1] = ok
-        return _Outcome(ok, p, y, rows, ok, errors)
-    return _Outcome(np.zeros(n, dtype=bool), None, None, None, np.zeros(n, dtype=bool))
-
-
-def _correct_binary(s: FloatArray, y: FloatArray, ok: BoolArray, threshold: float) -> BoolArray:
-    correct: BoolArray = ok & ((s >= threshold) == (y == 1))
-    return correct
-
-
-def binary_outcome_rows(scores: FloatArray, labels: FloatArray, threshold: float) -> CountArray:
-    """Binary cohort contributions of joined labels: a 1 in tp, fp, tn or fn per scorable row."""
-    ok = np.isfinite(scores) & ((labels == 0) | (labels == 1))
-    predicted, positive = scores >= threshold, labels == 1
-    rows = np.zeros((scores.size, 7), dtype=np.int64)
-    rows[:, 3] = ok & predicted & positive
-    rows[:, 4] = ok & predicted & ~positive
-    rows[:, 5] = ok & ~predicted & ~positive
-    rows[:, 6] = ok & ~predicted & positive
-    return rows
-
-
-def binary_prediction_rows(scores: FloatArray, threshold: float) -> CountArray:
-    """Binary cohort contributions of predictions: predictions, scored, predicted positive."""
-    scored = np.isfinite(scores)
-    rows = np.zeros((scores.size, 7), dtype=np.int64)
-    rows[:, 0] = 1
-    rows[:, 1] = scored
-    rows[:, 2] = scored & (scores >= threshold)
-    return rows
-
-
-def scores_of(values: Sequence[float | str | None] | FloatArray) -> FloatArray:
-    """Numbers as a float array; None, text and anything else non-numeric become NaN.
-
-    >>> scores_of([0.5, None, "0.7", 1]).tolist()
-    [0.5, nan, nan, 1.0]
-    """
-    array = values if isinstance(values, np.ndarray) else np.asarray(values)
-    if array.dtype.kind in _NUMBER_KINDS and array.ndim == 1:
-        return array.astype(np.float64, copy=False)
-    return np.array([_number(v) for v in values], dtype=np.float64)
-
-
-def binary_labels(values: Sequence[float | str | None]) -> FloatArray:
-    """0/1 labels as floats: numbers as they are, `TRUE_WORDS` / `FALSE_WORDS` as 1 / 0.
-
-    >>> binary_labels([1.0, "yes", "F", "maybe", None]).tolist()
-    [1.0, 1.0, 0.0, nan, nan]
-    """
-    array = np.asarray(values)
-    if array.dtype.kind in _NUMBER_KINDS and array.ndim == 1:
-        return array.astype(np.float64, copy=False)
-    return np.array([_truth_value(v) for v in values], dtype=np.float64)
-
-
-_NUMBER_KINDS = frozenset("biuf")
-
-
-def _number(v: object) -> float:
-    if isinstance(v, int | float | np.integer | np.floating):
-        return float(v)
-    return math.nan
-
-
-def _truth_value(v: object) -> float:
-    if isinstance(v, str):
-        w = v.strip().lower()
-        return 1.0 if w in TRUE_WORDS else 0.0 if w in FALSE_WORDS else math.nan
-    return _number(v)
 
 
 def _counter(baseline: Baseline) -> Counter | None:

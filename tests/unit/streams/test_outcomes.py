@@ -509,3 +509,22 @@ def test_label_delay_quantile_doctest_shape():
     assert h.quantile(0.0) == 10.0 and h.quantile(1.0) == 1e9
     assert h.prometheus_buckets()[-1] == (math.inf, 3)
     assert LabelDelay.from_state(h.to_state()).to_state() == h.to_state()
+
+
+def test_state_under_other_caps_is_capped_again_on_load():
+    wide = baseline_for("binary", max_segment_values=20)
+    pane = OutcomePane.empty(wide)
+    pane.count_predictions([0.9] * 6, [{"g": v} for v in "fedcba"])
+    narrow = baseline_for("binary", max_segment_values=2)
+    again = OutcomePane.from_state(narrow, pane.to_state())
+    assert {v: int(r[0]) for v, r in again.cohorts.counts["g"].items()} == {
+        "a": 1,
+        "b": 1,
+        OTHER_SEGMENT: 4,
+    }
+
+
+def test_sections_refuse_another_model_version():
+    pane = OutcomePane.empty(baseline_for("binary"))
+    with pytest.raises(ValueError, match="evaluated against"):
+        outcome_sections(Baseline("m", "v2", {}, task="binary"), pane)
