@@ -19,10 +19,11 @@ the same window. So the rule looks at names, never at counts:
 
 Keeping "the busiest values" instead is not associative: with one slot, panes A = {x: 5},
 B = {y: 3}, C = {y: 3} give (A + B) + C = {x: 5, other: 6} but A + (B + C) = {y: 6,
-other: 5}. Keeping the first names in sort order is: a value is kept in the merge of two
-partials only if it is among the first names of both, and then both hold all of its counts,
-so any merge order gives what one pane fed every event would hold. Attributes follow the
-same rule (protected attributes are pinned).
+other: 5}. Keeping the first names in sort order is: a value among the first names of the
+union is among the first names of every partial that saw it, so each partial kept all of its
+counts, and any split and merge order give what one pane fed every event would hold.
+Attributes follow the same rule (protected attributes are pinned). Only rows with counts
+take a slot: a row that counts nothing (an unscorable label) cannot push anything out.
 """
 
 from __future__ import annotations
@@ -116,9 +117,12 @@ class Cohorts:
         names: set[str] = set()
         for m in segments:
             names.update(m)
+        # An attribute or value takes a slot only once it has counts (`_add_record`): what
+        # a pane keeps must not depend on rows that count nothing (an unscorable label).
         # str(): a subclass such as numpy's str_ would not serialise as a JSON key.
         for attr in sorted(map(str, names)):
-            if self._table(attr) is None:
+            if attr not in self.counts and not self._admits(attr):
+                self.truncated |= bool(rows[[attr in m for m in segments]].any())
                 continue
             column = [m.get(attr) for m in segments]
             distinct = sorted({str(v) for v in column if v is not None})
@@ -156,6 +160,15 @@ class Cohorts:
             errors[key] = exact_sum(terms, errors.get(key, []))
 
     # -- the caps ---------------------------------------------------------------------------
+
+    def _admits(self, attr: str) -> bool:
+        """Whether a new attribute would get a slot (perhaps evicting another)."""
+        if attr in self.pinned:
+            return True
+        others = [a for a in self.counts if a not in self.pinned]
+        if len(others) < self.max_attributes - len(self.pinned):
+            return True
+        return bool(others) and attr < max(others)
 
     def _table(self, attr: str) -> dict[str, CountArray] | None:
         """The records of ``attr``, admitting it if the cap allows; None when it is out."""

@@ -10,8 +10,10 @@ them into the snapshot's ``performance``, ``segments`` and ``fairness`` sections
 
 Everything in a pane is a count, an extreme or an exact sum (`streams.exact_sum`), and the
 cohort caps do not depend on counts (`streams.cohorts`), so panes merged in any grouping
-and order give the same state, to the last bit. `OutcomePane.to_state` is compact JSON:
-a binary pane with two attributes of five values each is about 1.6 KB (see
+and order give the same state, to the last bit. `OutcomePane.to_state` is compact JSON: a
+binary pane with two segment attributes of five values each is about 1.0 KB with 100
+predictions and 30 labels, 1.6 KB with 1,000 and 300, 1.9 KB with 10,000 and 3,000; over
+half of it is the AUC score cells of the binary counter (see
 ``tests/unit/streams/test_outcomes.py::test_state_size``).
 
 A joined label is *labelled* when the task's counter can score it (binary: a finite score

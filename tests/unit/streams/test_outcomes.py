@@ -528,3 +528,14 @@ def test_sections_refuse_another_model_version():
     pane = OutcomePane.empty(baseline_for("binary"))
     with pytest.raises(ValueError, match="evaluated against"):
         outcome_sections(Baseline("m", "v2", {}, task="binary"), pane)
+
+
+def test_rows_that_count_nothing_take_no_slot():
+    baseline = baseline_for("binary", max_segment_attributes=1, max_segment_values=1)
+    pane = OutcomePane.empty(baseline)
+    pane.count_predictions([0.9], [{"b": "y"}])
+    pane.join([0.9], [7.0], np.array([1.0]), [{"a": "x"}])  # unscorable: no counts
+    assert pane.to_state()["cohorts"] == {"a": {"b": {"y": [1, 1, 1, 0, 0, 0, 0]}}}
+    assert not pane.cohorts.truncated
+    raw = state_bytes(pane)
+    assert state_bytes(OutcomePane.from_state(baseline, orjson.loads(raw))) == raw
