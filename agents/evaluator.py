@@ -28,7 +28,9 @@ import orjson
 import redis
 from aiokafka import AIOKafkaProducer
 
+from agents.join_store import JoinStore
 from agents.metrics import WorkerMetrics
+from agents.outcome_evaluator import OutcomeEvaluator, evaluate_due
 from agents.pane_store import SEP, PaneStore
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
@@ -80,6 +82,9 @@ class Evaluator:
         self.spec = WindowSpec(settings.window_ms, settings.slide_ms, settings.grace_ms)
         self.ns = store.ns
         self.last_run: float | None = None
+        self.outcomes = OutcomeEvaluator(
+            settings, client, JoinStore(client, store.ns), registry, clock=clock
+        )
 
     # -- the timer ------------------------------------------------------------------------
 
@@ -98,6 +103,9 @@ class Evaluator:
         mine = set(self.owned())
         partitions_total = self.settings.partitions
         self.metrics.drift.forget(lambda model: home_partition(model, partitions_total) in mine)
+        self.metrics.performance.forget(
+            lambda model: home_partition(model, partitions_total) in mine
+        )
         if not mine:
             return 0
         now_ms = round(self.clock() * 1000)
@@ -112,15 +120,26 @@ class Evaluator:
         emitted = 0
         models = await asyncio.to_thread(self.store.models)
         reevaluate = await asyncio.to_thread(self._reevaluations, mine)
+        evaluated: list[Baseline] = []
         for model, version in models:
             if home_partition(model, self.settings.partitions) not in mine:
                 continue
             baseline = self.registry.get(model, version)
             if baseline is None:
                 continue
+            evaluated.append(baseline)
             emitted += await self._evaluate_model(
                 baseline, watermark, partitions, reevaluate.get((model, version), set())
             )
+        # Ground truth: the performance windows of the same model versions.
+        emitted += await evaluate_due(
+            self.outcomes,
+            [b for b in evaluated if b.task is not None],
+            watermark,
+            partitions,
+            lambda model: home_partition(model, partitions_total) in mine,
+            self._emit_performance,
+        )
         self.last_run = self.clock()
         return emitted
 
@@ -184,6 +203,8 @@ class Evaluator:
             self.metrics.alerts.labels(alert["type"], severity).inc()
         await asyncio.gather(*sends)
         await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        if final:  # the concept-drift check of performance windows reads the inputs' drift
+            await asyncio.to_thread(self.outcomes.record_input_psi, baseline, snapshot)
         self.metrics.drift.update(snapshot)
         model_label = self.metrics.models(baseline.model)
         self.metrics.evaluations.labels(model_label, str(final).lower()).inc()
@@ -193,6 +214,42 @@ class Evaluator:
             baseline.version,
             start / 1000,
             kind,
+            snapshot["count"],
+            len(alerts),
+        )
+        return "done"
+
+    async def _emit_performance(
+        self, baseline: Baseline, snapshot: dict[str, Any], kind: str, start: int
+    ) -> str:
+        """Publish one performance snapshot: "done", "skipped" (done before) or "busy"."""
+        claim = (
+            f"{self.ns}:claim:{baseline.model}{SEP}{baseline.version}{SEP}{start}{SEP}perf-{kind}"
+        )
+        if kind != "final":  # provisional ones may repeat; each is a new fact
+            claim += f"{SEP}{snapshot['emitted_at']:.6f}"
+        verdict = await asyncio.to_thread(self._claim, claim)
+        if verdict != "won":
+            return verdict
+        topics = self.settings.topics
+        key = baseline.model.encode()
+        sends = [await self.producer.send(topics.metrics, orjson.dumps(snapshot), key=key)]
+        alerts = await asyncio.to_thread(self._alerts, baseline, snapshot, snapshot["emitted_at"])
+        for alert in alerts:
+            sends.append(await self.producer.send(topics.alerts, orjson.dumps(alert), key=key))
+            severity = alert["severity"] if alert["status"] == "firing" else "none"
+            self.metrics.alerts.labels(alert["type"], severity).inc()
+        await asyncio.gather(*sends)
+        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        self.metrics.performance.update(snapshot)
+        perf = snapshot["performance"]
+        log.info(
+            "evaluated %s %s performance window %s (%s): %s labelled of %d, %d alert event(s)",
+            baseline.model,
+            baseline.version,
+            start / 1000,
+            kind,
+            perf.get("labelled"),
             snapshot["count"],
             len(alerts),
         )

@@ -24,6 +24,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
@@ -31,14 +32,18 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from agents.deadletter import dead_letters
+from agents.join_store import JoinFlush, JoinStore, OutcomeKey
+from agents.labels import LabelJoiner, PartitionJoin
 from agents.metrics import WorkerMetrics
 from agents.pane_store import PaneKey, PaneStore, PartitionFlush
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
 from streams.baseline import Baseline
 from streams.events import Prediction, Rejection, decode_predictions, encode_prediction
+from streams.outcomes import OutcomePane
 from streams.pane import PaneState, columns_from_predictions
 from streams.watermarks import Watermark, combine_watermarks
 from streams.windows import (
@@ -76,6 +81,8 @@ class OwnedPartition:
     letters: list[bytes] = field(default_factory=list)
     #: The watermark changed other than by events (a new owner's view): write it.
     announce: bool = False
+    #: The same partition of the labels topic: the label join (`agents.labels`).
+    join: PartitionJoin | None = None
 
     @property
     def pending(self) -> bool:
@@ -83,6 +90,7 @@ class OwnedPartition:
             self.next_offset != self.flushed_offset
             or self.announce
             or bool(self.dirty or self.letters)
+            or (self.join is not None and self.join.pending)
         )
 
 
@@ -107,6 +115,10 @@ class PredictionIngestor:
         self.clock = clock
         self.spec = WindowSpec(settings.window_ms, settings.slide_ms, settings.grace_ms)
         self.topic = settings.topics.predictions
+        self.labels_topic = settings.topics.labels
+        self.labels = LabelJoiner(
+            settings, registry, JoinStore(store.client, store.ns), metrics, clock=clock
+        )
         self.owned: dict[int, OwnedPartition] = {}
         #: The combined watermark of all partitions, refreshed from Redis at each flush.
         self.global_watermark: int | None = None
@@ -128,8 +140,12 @@ class PredictionIngestor:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             max_poll_interval_ms=300_000,
+            # The range assignor gives partition p of every topic to one member when the
+            # topics have equal partition counts (checked at start-up): a label and its
+            # prediction, keyed alike, meet in one worker. Round-robin would split them.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
-        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        consumer.subscribe([self.topic, self.labels_topic], listener=_Rebalance(self))
         self.consumer = consumer
         return consumer
 
@@ -140,9 +156,18 @@ class PredictionIngestor:
         try:
             while not stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
+                labels = []
                 for tp, messages in batches.items():
-                    if tp.partition in self.owned and messages:
-                        self.process(self.owned[tp.partition], messages)
+                    part = self.owned.get(tp.partition)
+                    if part is None or not messages:
+                        continue
+                    if tp.topic == self.topic:
+                        self.process(part, messages)
+                    else:  # predictions first: a label finds a prediction of the same batch
+                        labels.append((part, messages))
+                for part, messages in labels:
+                    if part.join is not None:
+                        await self.labels.process(part.join, messages)
                 if time.monotonic() - last_flush >= self.settings.flush_interval_s:
                     await self.flush()
                     last_flush = time.monotonic()
@@ -248,6 +273,8 @@ class PredictionIngestor:
             pane = part.panes[key] = PaneState.empty(baseline)
         pane.update(columns_from_predictions(baseline, group))
         part.dirty.add(key)
+        if baseline.task is not None and part.join is not None:  # it expects ground truth
+            self.labels.remember(part.join, baseline, key[2], group)
         latency = np.array(
             [e.latency_ms for e in group if e.latency_ms is not None], dtype=np.float64
         )
@@ -312,7 +339,10 @@ class PredictionIngestor:
                 if part is None:
                     continue
                 part.watermark.advance(now_ms)
-                if not part.pending and part.next_offset is not None:
+                settled = part.join is not None and self.labels.due(
+                    part.join, part.watermark.value, now_ms
+                )
+                if not part.pending and not settled and part.next_offset is not None:
                     quiet.append(p)
                     continue
                 await self._flush_partition(part, now_ms)
@@ -322,15 +352,28 @@ class PredictionIngestor:
             await self._refresh_global_watermark(now_ms)
 
     async def _flush_partition(self, part: OwnedPartition, now_ms: int) -> None:
-        if part.letters:
+        join = part.join
+        join_batch: JoinFlush | None = None
+        outcomes: dict[OutcomeKey, OutcomePane] = {}
+        if join is not None and (
+            join.pending or self.labels.due(join, part.watermark.value, now_ms)
+        ):
+            # Settles held labels and expired buckets too, which can add dead letters.
+            join_batch, outcomes = await self.labels.prepare_flush(
+                join, part.watermark.value, now_ms
+            )
+        letters = part.letters + (join.letters if join is not None else [])
+        if letters:
             sends = [
                 await self.producer.send(
                     self.settings.topics.deadletter, letter, key=str(part.partition).encode()
                 )
-                for letter in part.letters
+                for letter in letters
             ]
             await asyncio.gather(*sends)
             part.letters.clear()
+            if join is not None:
+                join.letters.clear()
         panes = {k: orjson.dumps(part.panes[k].to_state()) for k in part.dirty}
         dropped = self._expired(part)
         offset = part.next_offset if part.next_offset is not None else 0
@@ -342,8 +385,13 @@ class PredictionIngestor:
             dropped=dropped,
             reevaluate=sorted(part.reevaluate),
             as_of_ms=now_ms,
+            extra=None
+            if join_batch is None
+            else partial(self.labels.store.apply, batch=join_batch),
         )
         await asyncio.to_thread(self.store.flush, batch)
+        if join is not None and join_batch is not None:
+            self.labels.flushed(join, join_batch, outcomes, part.watermark.value)
         part.flushed_offset = offset
         part.announce = False
         part.dirty.clear()
@@ -353,11 +401,13 @@ class PredictionIngestor:
         if self.consumer is not None and part.next_offset is not None:
             # Kafka's committed offset is for lag dashboards and autoscalers only; Redis
             # holds the offset the state agrees with.
-            tp = TopicPartition(self.topic, part.partition)
+            offsets = {TopicPartition(self.topic, part.partition): part.next_offset}
+            if join is not None and join.next_offset is not None:
+                offsets[TopicPartition(self.labels_topic, part.partition)] = join.next_offset
             try:
-                await self.consumer.commit({tp: part.next_offset})
+                await self.consumer.commit(offsets)
             except Exception as exc:  # a rebalance in flight: the next flush commits
-                log.debug("offset commit for %s deferred: %s", tp, exc)
+                log.debug("offset commit for partition %d deferred: %s", part.partition, exc)
 
     def _expired(self, part: OwnedPartition) -> list[PaneKey]:
         """Panes every window of which closed long ago (a full window past the grace)."""
@@ -378,6 +428,7 @@ class PredictionIngestor:
 
     async def assigned(self, partitions: Iterable[int]) -> None:
         now_ms = round(self.clock() * 1000)
+        partitions = sorted(set(partitions) - set(self.owned))  # both topics name each one
         for p in partitions:
             # Its watermark as the previous owner last saw it: the time nobody owned it
             # is not idleness (see `owner_view`).
@@ -397,6 +448,7 @@ class PredictionIngestor:
                 next_offset=state.next_offset,
                 flushed_offset=state.next_offset,
                 announce=True,
+                join=await asyncio.to_thread(self.labels.load, p),
             )
             for key, raw in state.panes.items():
                 baseline = self.registry.get(key[0], key[1])
@@ -410,13 +462,27 @@ class PredictionIngestor:
                     await self.consumer.seek_to_beginning(tp)
                 else:
                     self.consumer.seek(tp, state.next_offset)
+                ltp = TopicPartition(self.labels_topic, p)
+                label_offset = part.join.next_offset if part.join is not None else None
+                if ltp not in self.consumer.assignment():
+                    log.error(
+                        "partition %d of %s is assigned without the same partition of %s: "
+                        "its labels cannot be joined here (are the topics co-partitioned?)",
+                        p,
+                        self.topic,
+                        self.labels_topic,
+                    )
+                elif label_offset is None:
+                    await self.consumer.seek_to_beginning(ltp)
+                else:
+                    self.consumer.seek(ltp, label_offset)
             log.info("partition %d assigned; resuming at offset %s", p, state.next_offset)
         # A newly owned partition announces its watermark at once, so it cannot hold the
         # combined watermark back longer than the idle timeout.
         await self.flush(partitions)
 
     async def revoked(self, partitions: Iterable[int]) -> None:
-        chosen = [p for p in partitions if p in self.owned]
+        chosen = sorted({p for p in partitions if p in self.owned})
         await self.flush(chosen)
         for p in chosen:
             self.owned.pop(p, None)

@@ -24,6 +24,9 @@ from prometheus_client.core import (
     Metric,
 )
 
+from agents.performance_metrics import PerformanceCollector
+from streams.outcomes import DELAY_BUCKETS_S
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -99,8 +102,12 @@ class WorkerMetrics:
         )
         self.traffic = TrafficCollector(self.models)
         self.drift = SnapshotCollector(self.models, max_features)
+        self.labels = LabelCollector(self.models)
+        self.performance = PerformanceCollector(self.models)
         registry.register(self.traffic)
         registry.register(self.drift)
+        registry.register(self.labels)
+        registry.register(self.performance)
 
 
 class TrafficCollector:
@@ -147,6 +154,59 @@ class TrafficCollector:
             cumulative = np.cumsum(counts)
             buckets = [
                 (_le(b), float(n)) for b, n in zip(LATENCY_BUCKETS, cumulative, strict=False)
+            ]
+            buckets.append(("+Inf", float(cumulative[-1])))
+            hist.add_metric([model], buckets, seconds)
+        yield hist
+
+
+class LabelCollector:
+    """``ml_labels_total`` by outcome and ``ml_label_delay_seconds``, counted per batch."""
+
+    def __init__(self, models: LabelGuard) -> None:
+        self._models = models
+        self._lock = threading.Lock()
+        self._outcomes: dict[tuple[str, str], float] = {}
+        self._delay: dict[str, tuple[np.ndarray, float]] = {}
+
+    def count(self, model: str, outcome: str, n: int) -> None:
+        key = (self._models(model), outcome)
+        with self._lock:
+            self._outcomes[key] = self._outcomes.get(key, 0.0) + n
+
+    def observe_delay(self, model: str, delay_s: np.ndarray) -> None:
+        model = self._models(model)
+        counts = np.bincount(
+            np.searchsorted(DELAY_BUCKETS_S, delay_s, side="left"),
+            minlength=len(DELAY_BUCKETS_S) + 1,
+        )
+        with self._lock:
+            old, total = self._delay.get(model, (np.zeros_like(counts), 0.0))
+            self._delay[model] = (old + counts, total + float(delay_s.sum()))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            outcomes = dict(self._outcomes)
+            delay = {m: (c.copy(), s) for m, (c, s) in self._delay.items()}
+        total = CounterMetricFamily(
+            "ml_labels_total",
+            "Labels consumed, by how they ended: joined, duplicate, orphan (no prediction), "
+            "wrong_type; held counts labels that waited for their prediction, expired counts "
+            "predictions whose label never came within the label TTL.",
+            labels=["model_name", "outcome"],
+        )
+        for (model, outcome), value in sorted(outcomes.items()):
+            total.add_metric([model, outcome], value)
+        yield total
+        hist = HistogramMetricFamily(
+            "ml_label_delay_seconds",
+            "Time from a prediction's event time to its label's, for joined labels.",
+            labels=["model_name"],
+        )
+        for model, (counts, seconds) in sorted(delay.items()):
+            cumulative = np.cumsum(counts)
+            buckets = [
+                (_le(b), float(n)) for b, n in zip(DELAY_BUCKETS_S, cumulative, strict=False)
             ]
             buckets.append(("+Inf", float(cumulative[-1])))
             hist.add_metric([model], buckets, seconds)

@@ -23,8 +23,9 @@ the partials of all partitions whichever workers own them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import redis
@@ -67,6 +68,8 @@ class PartitionFlush:
     reevaluate: Iterable[tuple[str, str, int]] = ()
     #: Wall clock of this flush, recorded as the partition's heartbeat.
     as_of_ms: int | None = None
+    #: More writes for the same transaction (the label join's, `agents.join_store`).
+    extra: Callable[[Any], None] | None = None
 
 
 def owner_view(
@@ -154,6 +157,8 @@ class PaneStore:
         pipe.hset(self.watermarks_key, str(batch.partition), orjson.dumps(dict(batch.watermark)))
         if batch.as_of_ms is not None:
             pipe.hset(self.heartbeats_key, str(batch.partition), str(batch.as_of_ms))
+        if batch.extra is not None:
+            batch.extra(pipe)
         pipe.execute()
 
     def heartbeat(self, partitions: Iterable[int], now_ms: int) -> None:

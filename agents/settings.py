@@ -65,6 +65,19 @@ class Settings:
     max_message_bytes: int = 1 << 20
     max_models: int = 100
     max_features: int = 200
+    #: How long a prediction waits for its label (a baseline's ``label_ttl`` wins).
+    label_ttl_s: float = 30 * 86_400.0
+    #: How long a label that came before its prediction waits for it.
+    label_hold_s: float = 600.0
+    #: Performance windows (prediction event time): labels are scarce, so they are longer
+    #: than drift windows; tumbling unless a slide is given.
+    #: None: the whole number of drift slides nearest to an hour (at least one window).
+    performance_window_s: float | None = None
+    performance_slide_s: float | None = None
+    #: A performance window with new labels is evaluated again at most this often.
+    performance_refresh_s: float = 60.0
+    #: Expected label delay when a baseline gives none (None: no label-delay alert).
+    expected_label_delay_s: float | None = None
 
     @property
     def window_ms(self) -> int:
@@ -77,6 +90,18 @@ class Settings:
     @property
     def grace_ms(self) -> int:
         return round(self.grace_s * 1000)
+
+    @property
+    def performance_window_ms(self) -> int:
+        if self.performance_window_s is not None:
+            return round(self.performance_window_s * 1000)
+        slides = max(1, round(3_600_000 / self.slide_ms))
+        return max(slides * self.slide_ms, self.window_ms)
+
+    @property
+    def performance_slide_ms(self) -> int:
+        slide = self.performance_slide_s
+        return self.performance_window_ms if slide is None else round(slide * 1000)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +119,9 @@ class Settings:
                 return parse_duration(raw)
             except ValueError as exc:
                 raise SettingsError(f"{ENV_PREFIX}{name}: {exc}") from None
+
+        def optional_duration(name: str) -> float | None:
+            return None if get(name) is None else duration(name, 0.0)
 
         def integer(name: str, default: int, low: int, high: int) -> int:
             raw = get(name)
@@ -123,6 +151,12 @@ class Settings:
             max_message_bytes=integer("MAX_MESSAGE_BYTES", 1 << 20, 1024, 64 << 20),
             max_models=integer("MAX_MODELS", 100, 1, 100_000),
             max_features=integer("MAX_FEATURES", 200, 1, 100_000),
+            label_ttl_s=duration("LABEL_TTL", 30 * 86_400.0),
+            label_hold_s=duration("LABEL_HOLD", 600.0),
+            performance_window_s=optional_duration("PERFORMANCE_WINDOW"),
+            performance_slide_s=optional_duration("PERFORMANCE_SLIDE"),
+            performance_refresh_s=duration("PERFORMANCE_REFRESH", 60.0),
+            expected_label_delay_s=optional_duration("EXPECTED_LABEL_DELAY"),
         )
         settings.validate()
         return settings
@@ -135,5 +169,15 @@ class Settings:
                 f"{ENV_PREFIX}WINDOW ({self.window_s:g}s) must be a whole multiple of "
                 f"{ENV_PREFIX}SLIDE ({self.slide_s:g}s): windows are built from slide-long panes"
             )
+        perf, perf_slide = self.performance_window_ms, self.performance_slide_ms
+        if perf_slide <= 0 or perf_slide % self.slide_ms or perf < perf_slide or perf % perf_slide:
+            raise SettingsError(
+                f"{ENV_PREFIX}PERFORMANCE_SLIDE ({perf_slide / 1000:g}s) must be a whole "
+                f"multiple of {ENV_PREFIX}SLIDE ({self.slide_s:g}s), and "
+                f"{ENV_PREFIX}PERFORMANCE_WINDOW ({perf / 1000:g}s) a whole multiple of it: "
+                "performance panes are made of drift panes"
+            )
+        if self.label_ttl_s <= 0:
+            raise SettingsError(f"{ENV_PREFIX}LABEL_TTL must be positive")
         if self.flush_interval_s <= 0:
             raise SettingsError(f"{ENV_PREFIX}FLUSH_INTERVAL must be positive")

@@ -1,9 +1,15 @@
-"""A synthetic credit-scoring model whose inputs drift on cue, for the demo and tests.
+"""A synthetic credit-scoring model whose world changes on cue, for the demo and tests.
 
-Eight applicant features feed a fixed logistic score. `DriftPlan` says when the world
-changes: one feature's mean shifts (incomes inflate), one feature's spread widens (a new
+Eight applicant features feed a fixed logistic score. `DriftPlan` says when the inputs
+change: one feature's mean shifts (incomes inflate), one feature's spread widens (a new
 channel brings more varied loan amounts) and one feature goes partly missing (a broken
-upstream join). Everything is numpy, seeded, so a run is reproducible.
+upstream join). `ConceptPlan` says when the *concept* changes without the inputs moving:
+from then on, in one region, the applicants the model calls risky are the ones who repay
+(a local lender changed its terms) — only the ground truth shows it. The score also leans
+on age, so the ``age_band`` groups get unequal positive rates (a fairness problem the
+baseline already has). Ground truth arrives late (`CreditModel.label_delays`): lognormal,
+most within seconds (the demo's scale for days), a tail far later, some never.
+Everything is numpy, seeded, so a run is reproducible.
 """
 
 from __future__ import annotations
@@ -38,6 +44,23 @@ class DriftPlan:
 
     def active(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
         return t >= self.starts_at
+
+
+@dataclass(frozen=True)
+class ConceptPlan:
+    """From ``starts_at`` (epoch seconds), in ``region``, default risk is the score reversed."""
+
+    starts_at: float
+    region: str = "south"
+
+    def active(
+        self, t: npt.NDArray[np.float64], region: npt.NDArray[np.str_]
+    ) -> npt.NDArray[np.bool_]:
+        return (t >= self.starts_at) & (region == self.region)
+
+
+def age_band(age: npt.NDArray[np.float64]) -> npt.NDArray[np.str_]:
+    return np.where(age < 30, "18-29", np.where(age < 50, "30-49", "50+"))
 
 
 class CreditModel:
@@ -83,8 +106,33 @@ class CreditModel:
             + 3.0 * (apps["debt_to_income"] - 0.28)
             + 0.05 * (apps["num_open_accounts"] - 4)
             + 0.5 * (apps["employment_type"] == "contractor")
+            + 1.0 * (apps["age"] < 30)
         )
         return 1.0 / (1.0 + np.exp(-z))
+
+    def outcomes(
+        self,
+        apps: dict[str, np.ndarray],
+        scores: npt.NDArray[np.float64],
+        timestamps: npt.NDArray[np.float64],
+        concept: ConceptPlan | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Whether each applicant defaults: drawn from the score, reversed where the
+        concept changed."""
+        risk = scores.copy()
+        if concept is not None:
+            flipped = concept.active(timestamps, apps["region"])
+            risk[flipped] = 1.0 - risk[flipped]
+        return (self.rng.uniform(size=len(scores)) < risk).astype(np.int64)
+
+    def label_delays(
+        self, n: int, median_s: float = 4.0, never: float = 0.1
+    ) -> npt.NDArray[np.float64]:
+        """Seconds from prediction to ground truth: lognormal around ``median_s`` with a long
+        tail (σ = 1: one in six takes 2.7× the median or more); ``never`` of them: inf."""
+        delays = median_s * self.rng.lognormal(0.0, 1.0, n)
+        delays[self.rng.uniform(size=n) < never] = np.inf
+        return delays
 
     def events(
         self,
@@ -92,10 +140,18 @@ class CreditModel:
         timestamps: npt.NDArray[np.float64],
         plan: DriftPlan | None = None,
         id_prefix: str = "",
+        concept: ConceptPlan | None = None,
+        labels: list[tuple[float, dict[str, object]]] | None = None,
     ) -> list[dict[str, object]]:
-        """Prediction events in the wire format, one per timestamp."""
+        """Prediction events in the wire format, one per timestamp. With ``labels``, the
+        ground truth of each is appended to it as (delay in seconds, label event), for
+        those that ever get one."""
         apps = self.applications(n, timestamps, plan)
         scores = self.score(apps)
+        bands = age_band(apps["age"])
+        if labels is not None:
+            actual = self.outcomes(apps, scores, timestamps, concept)
+            delays = self.label_delays(n)
         latency = self.rng.gamma(2.0, 12.0, n)
         out: list[dict[str, object]] = []
         for i in range(n):
@@ -115,9 +171,17 @@ class CreditModel:
                     "features": features,
                     "prediction": round(float(scores[i]), 6),
                     "latency_ms": round(float(latency[i]), 2),
-                    "segments": {"region": str(apps["region"][i])},
+                    "segments": {"region": str(apps["region"][i]), "age_band": str(bands[i])},
                 }
             )
+            if labels is not None and np.isfinite(delays[i]):
+                label: dict[str, object] = {
+                    "prediction_id": out[-1]["prediction_id"],
+                    "model": "credit",
+                    "actual": int(actual[i]),
+                    "timestamp": float(timestamps[i] + delays[i]),
+                }
+                labels.append((float(delays[i]), label))
         return out
 
     def reference_rows(self, n: int) -> list[dict[str, object]]:
@@ -137,5 +201,6 @@ class CreditModel:
             }
             row["prediction"] = round(float(scores[i]), 6)
             row["label"] = int(labels[i])
+            row["age_band"] = str(age_band(np.array([apps["age"][i]]))[0])
             rows.append(row)
         return rows

@@ -198,7 +198,13 @@ class AlertTracker:
         ``context`` (policy only): what the evaluator knows beside the snapshot, see
         `streams.alert_policy.AlertContext`.
         """
-        if self.final_only and not snapshot.get("final", False):
+        # A performance window's final snapshot comes a label TTL (30 days) after it: its
+        # provisional ones, as labels arrive, are what alerts are about.
+        if (
+            self.final_only
+            and not snapshot.get("final", False)
+            and snapshot.get("kind") != "performance"
+        ):
             return []
         start = float(snapshot["window_start"])
         end = float(snapshot["window_end"])

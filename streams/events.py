@@ -42,7 +42,8 @@ import orjson
 FeatureValue = float | str | None
 
 #: Every reason a message or an event can be refused for: a bounded Prometheus label set and
-#: the dead-letter ``reason``. The runtime assigns the last two (model registry, watermark).
+#: the dead-letter ``reason``. The runtime assigns the last four (model registry, watermark,
+#: the label join: a label with no prediction, a label that does not fit the model's task).
 REASONS = (
     "not_json",
     "not_object",
@@ -54,6 +55,8 @@ REASONS = (
     "empty_envelope",
     "unknown_model",
     "late",
+    "unknown_prediction",
+    "label_type",
 )
 _REASON_SET = frozenset(REASONS)
 

@@ -16,15 +16,21 @@ def register(sub: Any) -> None:
         "worker",
         help="run one monitor worker (settings from UNDERTOW_* environment variables)",
         description=(
-            "Run one worker: it consumes undertow.predictions in the consumer group, keeps "
-            "window state in Redis and evaluates the windows of the models whose home "
-            "partition it owns. Settings come from the environment (defaults in brackets): "
+            "Run one worker: it consumes undertow.predictions and undertow.labels in the "
+            "consumer group, keeps window state and the label join in Redis and evaluates the "
+            "drift and performance windows of the models whose home partition it owns. "
+            "Settings come from the environment (defaults in brackets): "
             "UNDERTOW_KAFKA and UNDERTOW_REDIS_URL [the embedded stack of `undertow dev up`], "
             "UNDERTOW_TOPIC_PREFIX [undertow.], "
             "UNDERTOW_PARTITIONS [8], UNDERTOW_WINDOW [5m], UNDERTOW_SLIDE [1m], "
             "UNDERTOW_GRACE [1m], UNDERTOW_IDLE_TIMEOUT [30s], UNDERTOW_FLUSH_INTERVAL [1s], "
             "UNDERTOW_METRICS_PORT [8000], UNDERTOW_MAX_MESSAGE_BYTES [1048576], "
-            "UNDERTOW_MAX_MODELS [100], UNDERTOW_MAX_FEATURES [200 per model]."
+            "UNDERTOW_MAX_MODELS [100], UNDERTOW_MAX_FEATURES [200 per model], "
+            "UNDERTOW_LABEL_TTL [30d; a baseline's label TTL wins], UNDERTOW_LABEL_HOLD [10m], "
+            "UNDERTOW_PERFORMANCE_WINDOW [the whole number of slides nearest 1h], "
+            "UNDERTOW_PERFORMANCE_SLIDE [the performance window], "
+            "UNDERTOW_PERFORMANCE_REFRESH [1m], "
+            "UNDERTOW_EXPECTED_LABEL_DELAY [none; a baseline's wins]."
         ),
     )
     cmd.add_argument(

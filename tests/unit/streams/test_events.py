@@ -407,6 +407,8 @@ def test_rejection_reasons() -> None:
         "empty_envelope",
         "unknown_model",
         "late",
+        "unknown_prediction",
+        "label_type",
     )
     assert Rejection("late", "window closed", 3).index == 3
     with pytest.raises(ValueError, match="unknown rejection reason 'oops'"):

@@ -1,0 +1,205 @@
+"""Delayed ground truth on a real broker and a real Redis: the join, counted exactly.
+
+Predictions and their labels are published side by side, the labels 0–3 s late, some twice,
+some before their prediction, some for predictions that never existed, some with a value a
+binary model cannot take. Every performance window's final snapshot must equal a direct
+scikit-learn computation over the predictions made in it and the first label of each, and
+the worker's counts of joined / duplicate / orphan / wrong-type / expired labels must be
+exact — also when the worker that owns the model's home partition is killed mid-stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score
+
+from .conftest import Launch
+from .harness import (
+    BASE_SETTINGS,
+    MODEL,
+    PARTITIONS,
+    TopicTail,
+    read_topic,
+    register_baseline,
+    wait_assignment,
+    wait_until,
+)
+from .labels import LABEL_SETTINGS, LabelledStream, Truth
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = {**BASE_SETTINGS, **LABEL_SETTINGS}
+PUBLISH_S = 16.0
+
+
+def performance_finals(
+    bootstrap: str, prefix: str, windows: set[int], timeout: float
+) -> dict[int, dict[str, Any]]:
+    """The final performance snapshot of every window in ``windows`` (waits, bounded)."""
+    finals: dict[int, list[dict[str, Any]]] = {}
+
+    def collect(records: list[Any]) -> None:
+        finals.clear()
+        for r in records:
+            s = r.json()
+            if s.get("kind") == "performance" and s.get("final"):
+                finals.setdefault(round(s["window_start"] * 1000), []).append(s)
+
+    with TopicTail(bootstrap, prefix + "metrics") as tail:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not windows <= set(finals):
+            tail.poll(0.5)
+            collect(tail.records)
+        collect(tail.drain(quiet_s=2.0, max_s=10.0))  # a late duplicate would show here
+    missing = windows - set(finals)
+    assert not missing, f"no final performance snapshot for windows {sorted(missing)}"
+    twice = {w: len(v) for w, v in finals.items() if len(v) > 1}
+    assert not twice, f"windows with more than one final snapshot: {twice}"
+    return {w: v[0] for w, v in finals.items()}
+
+
+def expected_performance(truths: list[Truth]) -> dict[str, float]:
+    joined = [t for t in truths if t.actual is not None]
+    y = np.array([t.actual for t in joined])
+    score = np.array([t.score for t in joined])
+    pred = (score >= 0.5).astype(float)
+    out = {"labelled": float(len(joined)), "coverage": len(joined) / len(truths)}
+    if len(joined):
+        out["accuracy"] = accuracy_score(y, pred)
+        out["f1"] = f1_score(y, pred, zero_division=np.nan)
+        if pred.sum():
+            out["precision"] = precision_score(y, pred)
+        if y.sum():
+            out["recall"] = recall_score(y, pred)
+        if 0 < y.sum() < len(y):
+            out["log_loss"] = log_loss(y, np.clip(score, 1e-15, 1 - 1e-15), labels=[0, 1])
+    return out
+
+
+def check_windows(stream: LabelledStream, finals: dict[int, dict[str, Any]]) -> None:
+    for start, truths in stream.windows().items():
+        got = finals[start]
+        assert got["count"] == len(truths), start
+        perf = got["performance"]
+        for name, value in expected_performance(truths).items():
+            assert perf[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (start, name)
+        # Cohorts: accuracy per gender, directly.
+        for gender in ("f", "m"):
+            members = [t for t in truths if t.segments["gender"] == gender]
+            joined = [t for t in members if t.actual is not None]
+            entry = got["segments"]["gender"][gender]
+            assert entry["predictions"] == len(members)
+            assert entry["labelled"] == len(joined)
+            if joined:
+                right = sum((t.score >= 0.5) == (t.actual == 1.0) for t in joined)
+                assert entry["accuracy"] == pytest.approx(right / len(joined))
+
+
+def check_counts(redis_url: str, prefix: str, stream: LabelledStream) -> None:
+    """The worker's label counts, exact (they settle within a flush or two of the end)."""
+    ns = prefix.rstrip(".")
+    predictions = len(stream.truth)
+    expected = {
+        "joined": stream.joined,
+        "duplicate": stream.duplicates,
+        "orphan": stream.orphans,
+        "wrong_type": stream.misfits,
+        "expired": predictions - stream.joined,
+    }
+    client = redis.Redis.from_url(redis_url)
+
+    def counts() -> dict[str, int]:
+        raw = client.hgetall(f"{ns}:label-counts")
+        got = {k.decode().split("\x1f")[1]: int(v) for k, v in raw.items()}
+        return {name: got.get(name, 0) for name in expected}
+
+    try:
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: counts() == expected, 20.0, what="the label counts to settle")
+        held = {p: client.hlen(f"{ns}:held:{p}") for p in range(PARTITIONS)}
+        assert counts() == expected, f"still held: {held}"
+    finally:
+        client.close()
+
+
+def dead_letter_reasons(bootstrap: str, prefix: str) -> Counter[str]:
+    letters = read_topic(bootstrap, prefix + "deadletter", quiet_s=1.0)
+    return Counter(r.json()["reason"] for r in letters)
+
+
+def run_stream(bootstrap: str, prefix: str) -> LabelledStream:
+    stream = LabelledStream(bootstrap, [prefix], PUBLISH_S)
+    stream.start()
+    return stream
+
+
+def finish(stream: LabelledStream) -> None:
+    stream.join(timeout=PUBLISH_S + 30)
+    stream.stop.set()
+    assert not stream.is_alive() and stream.error is None, stream.error
+
+
+def test_delayed_labels_are_joined_and_scored_exactly(
+    kafka_bootstrap: str,
+    redis_url: str,
+    unique_name: Callable[[str], str],
+    launch: Launch,
+    reference: tuple[Any, dict[str, list[Any]]],
+) -> None:
+    baseline, _ = reference
+    prefix = unique_name("labels") + "."
+    register_baseline(redis_url, prefix, baseline)
+    workers = launch(1, prefix, SETTINGS)
+    wait_assignment(workers)
+    stream = run_stream(kafka_bootstrap, prefix)
+    finish(stream)
+    windows = set(stream.windows())
+    finals = performance_finals(kafka_bootstrap, prefix, windows, timeout=60.0)
+    check_windows(stream, finals)
+    check_counts(redis_url, prefix, stream)
+    reasons = dead_letter_reasons(kafka_bootstrap, prefix)
+    assert reasons == Counter({"unknown_prediction": stream.orphans, "label_type": stream.misfits})
+    total = sum(len(t) for t in stream.windows().values())
+    assert sum(f["count"] for f in finals.values()) == total
+
+
+def test_a_worker_killed_mid_stream_loses_no_join(
+    kafka_bootstrap: str,
+    redis_url: str,
+    unique_name: Callable[[str], str],
+    launch: Launch,
+    reference: tuple[Any, dict[str, list[Any]]],
+) -> None:
+    baseline, _ = reference
+    prefix = unique_name("labelkill") + "."
+    register_baseline(redis_url, prefix, baseline)
+    pair = launch(2, prefix, SETTINGS)
+    owned = wait_assignment(pair)
+    home = zlib.crc32(MODEL.encode()) % PARTITIONS
+    victim = next(w for w in pair if home in owned[w.name])
+    survivor = next(w for w in pair if w is not victim)
+    stream = run_stream(kafka_bootstrap, prefix)
+    try:
+        time.sleep(PUBLISH_S / 2)
+        victim.kill()
+        wait_until(
+            lambda: survivor.partitions() == set(range(PARTITIONS)),
+            60.0,
+            what="the survivor to own every partition",
+        )
+    finally:
+        finish(stream)
+    finals = performance_finals(kafka_bootstrap, prefix, set(stream.windows()), timeout=90.0)
+    check_windows(stream, finals)
+    check_counts(redis_url, prefix, stream)
+    assert not math.isnan(finals[min(finals)]["performance"]["accuracy"])
