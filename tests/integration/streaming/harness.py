@@ -12,6 +12,10 @@
   fall in which window, exactly as the worker counts them.
 - `numpy_psi` is a plain-numpy PSI: only the bins come from the baseline, the counting and
   the formula do not use `streams`.
+- `Fleet` starts the workers of one deployment over the course of a test (scale out, crash,
+  replace, scale in), each with its own name and log, and stops every one at the end;
+  `PartitionProgress` samples each partition's Redis offset and heartbeat in the background,
+  the observable of "this partition is owned and progressing" (see `docs/scaling.md`).
 
 Everything that waits is bounded in time and in iterations.
 """
@@ -20,12 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -715,3 +721,193 @@ def scrape(worker: WorkerProcess, timeout: float = 5.0) -> Samples:
 def sample(metrics: Samples, name: str, **labels: str) -> float | None:
     """One sample of a `scrape`, or None."""
     return metrics.get((name, frozenset(labels.items())))
+
+
+# ---------------------------------------------------------------------------- scaling
+
+
+class Fleet:
+    """The workers of one deployment, started one step at a time (scale out, crash, replace,
+    scale in), each with its own name (``<tag>-w<i>``, numbered across every `add`) and log.
+
+    Leaving the ``with`` block stops every worker still running (SIGTERM to all first, so they
+    leave the group together, then `WorkerProcess.stop`), pass or fail; when the block ends
+    with an exception, the tail of each worker's log is printed.
+    """
+
+    def __init__(
+        self,
+        *,
+        kafka: str,
+        redis_url: str,
+        prefix: str,
+        log_dir: Path,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kafka, self.redis_url, self.prefix = kafka, redis_url, prefix
+        self.log_dir = Path(log_dir)
+        self.settings = dict(settings or {})
+        self.tag = prefix.rstrip(".").rsplit("-", 1)[-1]
+        self.members: list[WorkerProcess] = []
+
+    def add(self, count: int = 1) -> list[WorkerProcess]:
+        """Start ``count`` more workers (not waiting for them: see `wait_assignment`)."""
+        group = []
+        for _ in range(count):
+            name = f"{self.tag}-w{len(self.members)}"
+            worker = WorkerProcess(
+                kafka=self.kafka,
+                redis_url=self.redis_url,
+                prefix=self.prefix,
+                log_path=self.log_dir / f"{name}.log",
+                settings=self.settings,
+                name=name,
+            )
+            self.members.append(worker)
+            group.append(worker.start())
+        return group
+
+    def live(self) -> list[WorkerProcess]:
+        return [w for w in self.members if w.alive()]
+
+    def close(self) -> None:
+        for w in self.members:
+            w.terminate()
+        for w in self.members:
+            w.stop()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close()
+        if exc_type is not None:
+            for w in self.members:
+                print(w.log_tail(60))
+
+
+def namespace_of(prefix: str) -> str:
+    """The Redis namespace of a deployment with topic prefix ``prefix``."""
+    from agents.app import namespace
+    from agents.settings import Settings, Topics
+
+    return namespace(Settings(topics=Topics(prefix)))
+
+
+@dataclass(frozen=True)
+class ProgressSample:
+    """Every partition's state in Redis at one moment (``at``: ``time.monotonic()``)."""
+
+    at: float
+    #: ``{ns}:offsets``: the next offset to read, written with the panes in one MULTI/EXEC.
+    offsets: dict[int, int]
+    #: ``{ns}:heartbeats``: wall clock (ms) of the owner's last flush of the partition.
+    heartbeats: dict[int, int]
+
+    def advanced(self, since: ProgressSample, partitions: Iterable[int]) -> bool:
+        """Whether every one of ``partitions`` has an offset beyond its offset in ``since``."""
+        return all(self.offsets.get(p, -1) > since.offsets.get(p, -1) for p in partitions)
+
+
+class PartitionProgress:
+    """Samples every partition's Redis offset and heartbeat every ``interval`` seconds, in a
+    background thread, for as long as the ``with`` block lasts.
+
+    Only a partition's owner writes its offset, and the offset only moves when the owner has
+    put newly read events into Redis; the owner writes the heartbeat at every flush, the first
+    one right after the assignment included. So under a steady stream, "the offset advanced
+    after X" means "some worker owns the partition and is counting again", whoever it is,
+    with a resolution of ``interval`` plus the flush interval (``UNDERTOW_FLUSH_INTERVAL``).
+    """
+
+    def __init__(self, redis_url: str, prefix: str, interval: float = 0.1) -> None:
+        import redis
+
+        self.ns = namespace_of(prefix)
+        self.interval = interval
+        self.samples: list[ProgressSample] = []
+        self.error: BaseException | None = None
+        self._client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="partition-progress", daemon=True)
+
+    def read(self) -> ProgressSample:
+        """One sample, now (also what the background thread records)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hgetall(f"{self.ns}:offsets")
+        pipe.hgetall(f"{self.ns}:heartbeats")
+        offsets, beats = pipe.execute()
+        return ProgressSample(
+            time.monotonic(),
+            {int(k): int(v) for k, v in offsets.items()},
+            {int(k): int(v) for k, v in beats.items()},
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sample = self.read()
+            except Exception as exc:  # reported by `wait_for`; keep sampling
+                self.error = exc
+            else:
+                with self._lock:
+                    self.samples.append(sample)
+            self._stop.wait(self.interval)
+
+    def wait_for(
+        self,
+        done: Callable[[ProgressSample], bool],
+        *,
+        since: float,
+        timeout: float,
+        what: str = "the partitions",
+    ) -> ProgressSample:
+        """The first sample taken at or after ``since`` (monotonic) for which ``done`` holds,
+        waiting up to ``timeout`` seconds for it; AssertionError after that."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        for _ in range(int(timeout / (self.interval / 2)) + 10):
+            with self._lock:
+                fresh = self.samples[seen:]
+            seen += len(fresh)
+            for s in fresh:
+                if s.at >= since and done(s):
+                    return s
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                break
+            time.sleep(self.interval / 2)
+        last = self.samples[-1] if self.samples else None
+        raise AssertionError(
+            f"timed out after {timeout:g} s waiting for {what}; last sample: {last}; "
+            f"last sampling error: {self.error!r}"
+        )
+
+    def stalls(self, since: float, until: float) -> dict[int, float]:
+        """For each partition, the longest time its offset stood still around [since, until]:
+        the longest gap between two consecutive advances (or from the last advance to
+        ``until``) that overlaps the interval, whole, even if it began before ``since``."""
+        with self._lock:
+            samples = list(self.samples)
+        out: dict[int, float] = {}
+        partitions = {p for s in samples for p in s.offsets}
+        for p in sorted(partitions):
+            moves = [
+                b.at
+                for a, b in itertools.pairwise(samples)
+                if b.at <= until and b.offsets.get(p) != a.offsets.get(p)
+            ]
+            gaps = [b - a for a, b in itertools.pairwise(moves) if b > since]
+            if moves and moves[-1] < until:
+                gaps.append(until - moves[-1])
+            out[p] = max(gaps, default=0.0)
+        return out
+
+    def __enter__(self) -> PartitionProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._client.close()
