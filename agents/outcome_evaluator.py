@@ -141,7 +141,7 @@ class OutcomeEvaluator:
         panes = [OutcomePane.from_state(baseline, orjson.loads(r)) for r in raws]
         merged = merge_outcomes(baseline, panes) if panes else OutcomePane.empty(baseline)
         end = start + self.spec.size_ms
-        return evaluate_outcomes(
+        snapshot = evaluate_outcomes(
             baseline,
             merged,
             start / 1000,
@@ -150,6 +150,12 @@ class OutcomeEvaluator:
             input_psi_max=self.input_psi_max(baseline, start, end),
             emitted_at=now,
         )
+        delay = snapshot["performance"].get("label_delay")
+        fallback = self.settings.expected_label_delay_s
+        if isinstance(delay, dict) and fallback is not None:
+            if baseline.expected_label_delay_s is None:  # the baseline's own value wins
+                delay["expected"] = fallback
+        return snapshot
 
     # -- the inputs' drift, for the concept-drift check ------------------------------------
 

@@ -94,6 +94,11 @@ class PerformanceCollector:
             "Share of the newest window's predictions labelled so far.",
             labels=ident,
         )
+        expected = GaugeMetricFamily(
+            "ml_label_expected_delay_seconds",
+            "The label delay a model's baseline (or UNDERTOW_EXPECTED_LABEL_DELAY) expects.",
+            labels=["model_name"],
+        )
         concept = GaugeMetricFamily(
             "ml_concept_drift",
             "1 when the newest judged window shows concept drift (inputs stable, errors up).",
@@ -140,11 +145,17 @@ class PerformanceCollector:
                     value = entry.get(f"equalized_odds_{rate}_difference")
                     if _finite(value):
                         odds.add_metric([model, attribute, rate], float(value))
+        expected_by_model: dict[str, float] = {}
         for (model, version), snap in sorted(newest.items()):
             perf = snap.get("performance") or {}
             if _finite(perf.get("coverage")):
                 coverage.add_metric([model, version], float(perf["coverage"]))
-        yield from (accuracy, figures, drop, baseline, labelled, coverage, concept)
+            delay = (perf.get("label_delay") or {}).get("expected")
+            if _finite(delay):
+                expected_by_model[model] = float(delay)
+        for model, seconds in sorted(expected_by_model.items()):
+            expected.add_metric([model], seconds)
+        yield from (accuracy, figures, drop, baseline, labelled, coverage, expected, concept)
         yield from (segment, parity, odds)
 
 
