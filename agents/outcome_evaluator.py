@@ -152,9 +152,9 @@ class OutcomeEvaluator:
         )
         delay = snapshot["performance"].get("label_delay")
         fallback = self.settings.expected_label_delay_s
-        if isinstance(delay, dict) and fallback is not None:
-            if baseline.expected_label_delay_s is None:  # the baseline's own value wins
-                delay["expected"] = fallback
+        # The baseline's own expected delay wins over the worker's default.
+        if isinstance(delay, dict) and fallback is not None and not baseline.expected_label_delay_s:
+            delay["expected"] = fallback
         return snapshot
 
     # -- the inputs' drift, for the concept-drift check ------------------------------------
