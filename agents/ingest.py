@@ -21,6 +21,7 @@ import asyncio
 import gc
 import logging
 import time
+import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from agents.deadletter import dead_letters
 from agents.join_store import JoinFlush, JoinStore, OutcomeKey
 from agents.labels import LabelJoiner, PartitionJoin
 from agents.metrics import WorkerMetrics
-from agents.pane_store import PaneKey, PaneStore, PartitionFlush
+from agents.pane_store import OwnershipLost, PaneKey, PaneStore, PartitionFlush
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
 from streams.baseline import Baseline
@@ -83,6 +84,8 @@ class OwnedPartition:
     announce: bool = False
     #: The same partition of the labels topic: the label join (`agents.labels`).
     join: PartitionJoin | None = None
+    #: This ownership's fencing token (`agents.pane_store`); flushes commit only with it.
+    token: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -388,8 +391,21 @@ class PredictionIngestor:
             extra=None
             if join_batch is None
             else partial(self.labels.store.apply, batch=join_batch),
+            token=part.token,
         )
-        await asyncio.to_thread(self.store.flush, batch)
+        try:
+            await asyncio.to_thread(self.store.flush, batch)
+        except OwnershipLost:
+            # Evicted while paused, and taken over: what this worker holds is older than
+            # what the new owner has. Drop it; the rebalance will tell the consumer.
+            log.warning(
+                "partition %d belongs to another worker now (this one was evicted, probably "
+                "paused past the session timeout); its unflushed state is dropped, the new "
+                "owner re-reads it from the offsets in Redis",
+                part.partition,
+            )
+            self.owned.pop(part.partition, None)
+            return
         if join is not None and join_batch is not None:
             self.labels.flushed(join, join_batch, outcomes, part.watermark.value)
         part.flushed_offset = offset
@@ -430,6 +446,9 @@ class PredictionIngestor:
         now_ms = round(self.clock() * 1000)
         partitions = sorted(set(partitions) - set(self.owned))  # both topics name each one
         for p in partitions:
+            # Fence off a former owner before reading the state it might still overwrite.
+            token = uuid.uuid4().hex
+            await asyncio.to_thread(self.store.claim_ownership, p, token)
             # Its watermark as the previous owner last saw it: the time nobody owned it
             # is not idleness (see `owner_view`).
             state = await asyncio.to_thread(self.store.load, p, now_ms)
@@ -449,6 +468,7 @@ class PredictionIngestor:
                 flushed_offset=state.next_offset,
                 announce=True,
                 join=await asyncio.to_thread(self.labels.load, p),
+                token=token,
             )
             for key, raw in state.panes.items():
                 baseline = self.registry.get(key[0], key[1])

@@ -46,6 +46,10 @@ def parse_pane_field(raw: bytes | str) -> PaneKey:
     return model, version, int(pane)
 
 
+class OwnershipLost(RuntimeError):
+    """Another worker owns the partition now: this worker's state for it is stale."""
+
+
 @dataclass
 class PartitionState:
     """What a new owner of a partition finds in Redis."""
@@ -70,6 +74,8 @@ class PartitionFlush:
     as_of_ms: int | None = None
     #: More writes for the same transaction (the label join's, `agents.join_store`).
     extra: Callable[[Any], None] | None = None
+    #: The owner's fencing token (see the module docstring); None writes unfenced.
+    token: str | None = None
 
 
 def owner_view(
@@ -139,9 +145,37 @@ class PaneStore:
             heartbeat_ms=heartbeat,
         )
 
+    def owner_key(self, partition: int) -> str:
+        return f"{self.ns}:owner:{partition}"
+
+    def claim_ownership(self, partition: int, token: str) -> None:
+        """Make ``token`` the partition's owner: flushes with any other token fail from now."""
+        self.client.set(self.owner_key(partition), token)
+
     def flush(self, batch: PartitionFlush) -> None:
-        """Panes, offset and watermark of one partition in one transaction."""
-        pipe = self.client.pipeline(transaction=True)
+        """Panes, offset and watermark of one partition in one transaction.
+
+        With a ``token``, the transaction only commits while the token owns the partition;
+        otherwise it raises `OwnershipLost` and writes nothing.
+        """
+        if batch.token is None:
+            self._flush(self.client.pipeline(transaction=True), batch)
+            return
+        owner = self.owner_key(batch.partition)
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(owner)
+                current = pipe.get(owner)
+                if (current.decode() if isinstance(current, bytes) else current) != batch.token:
+                    raise OwnershipLost(f"partition {batch.partition} has another owner")
+                pipe.multi()
+                self._flush(pipe, batch)
+            except redis.WatchError:
+                raise OwnershipLost(
+                    f"partition {batch.partition} changed owner during the flush"
+                ) from None
+
+    def _flush(self, pipe: Any, batch: PartitionFlush) -> None:
         key = self._panes_key(batch.partition)
         if batch.panes:
             pipe.hset(key, mapping={pane_field(k): v for k, v in batch.panes.items()})

@@ -64,6 +64,7 @@ def evaluate_window(
             prediction["positive_rate"] = positive_rate(window.prediction, baseline.threshold)
     levels = [Severity.parse(r["status"]) for r in [*features.values(), prediction] if r]
     return {
+        "kind": "drift",
         "model": window.model,
         "model_version": window.model_version,
         "window_start": window_start,
