@@ -36,12 +36,15 @@ if [[ ! -x $VENV/bin/python ]]; then
     fi
 fi
 
-# 2. The project and its tools. The stamp skips a reinstall when nothing changed.
+# 2. The project and its tools, at the versions pinned in constraints.txt (the ones the
+#    container image installs too; scripts/freeze-constraints.sh regenerates it). The bench
+#    extra resolves against the same pins; its own packages (Evidently, pandas) are not in the
+#    file and follow pyproject.toml's ranges. The stamp skips a reinstall when nothing changed.
 stamp=$VENV/.installed-$EXTRAS
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    say "installing undertow[$EXTRAS] into $VENV"
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
+    say "installing undertow[$EXTRAS] into $VENV (pinned by constraints.txt)"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"
+    "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
     touch "$stamp"
 fi
 
