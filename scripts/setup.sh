@@ -13,14 +13,17 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 is_root() { [[ $(id -u) -eq 0 ]]; }
 
 apt_ready=
-apt_install() {
-    is_root || return 1
-    command -v apt-get >/dev/null || return 1
+apt_update() {
     if [[ -z $apt_ready ]]; then
         say "apt-get update"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
         apt_ready=1
     fi
+}
+apt_install() {
+    is_root || return 1
+    command -v apt-get >/dev/null || return 1
+    apt_update
     say "apt-get install $*"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
@@ -78,6 +81,24 @@ if (( ${#prom_pkgs[@]} )); then
         fi
     else
         say "warning: cannot install ${prom_pkgs[*]} (apt-get as root); the Prometheus and Alertmanager tests will be skipped (and fail on CI)"
+    fi
+fi
+# 5. kubectl, which renders k8s/ in the deployment tests (`kubectl kustomize`, needs kustomize
+#    v4+: kubectl 1.21 or later). Only when there is none on PATH, and only from Debian's
+#    kubernetes-client when its version is new enough: Debian 12's is 1.20 (kustomize
+#    v2.0.3, which reads neither `patches` nor directories under `resources`), so there the
+#    tests skip instead (and fail on CI) until a newer kubectl is installed.
+if ! command -v kubectl >/dev/null; then
+    candidate=
+    if is_root && command -v apt-cache >/dev/null; then
+        apt_update
+        candidate=$(apt-cache policy kubernetes-client 2>/dev/null | awk '/Candidate:/ {print $2}')
+    fi
+    if [[ -n $candidate && $candidate != "(none)" ]] \
+        && dpkg --compare-versions "${candidate#*really}" ge 1.21; then
+        apt_install kubernetes-client
+    else
+        say "warning: no kubectl 1.21+ (Debian offers ${candidate:-none}); the k8s/ rendering tests will be skipped (and fail on CI): install kubectl 1.21 or later"
     fi
 fi
 say "ready"
