@@ -12,12 +12,15 @@
 - no literal secret: sensitive settings come from files under ./secrets/ (gitignored), and
   Alertmanager's *_file paths are exactly the secrets mounted into it;
 - the demo's and the worker's commands parse with undertow's real argument parser, so no
-  flag is invented.
+  flag is invented; without overrides the stack runs the workers' own defaults, and
+  deploy/compose-demo.env is the demo's own time scale (``DEMO_ENV``), under which its
+  alerts can fire before it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import shlex
 import subprocess
@@ -34,6 +37,7 @@ from agents.settings import Settings
 from .tools import ROOT, interpolate_all, venv_tool
 
 COMPOSE = ROOT / "docker-compose.yml"
+DEMO_ENV_FILE = ROOT / "deploy" / "compose-demo.env"
 REQUIRED = {"kafka", "redis", "worker", "prometheus", "alertmanager", "grafana"}
 LONG_RUNNING = REQUIRED | {"kafka-exporter"}
 SENSITIVE = re.compile(r"PASSWORD|SECRET|TOKEN|API_?KEY|WEBHOOK|ROUTING_KEY|CREDENTIAL", re.I)
@@ -187,10 +191,48 @@ def test_commands_are_real_undertow_invocations(services: dict[str, Any]) -> Non
         argv = services[name]["command"]
         args = parser.parse_args(argv)  # SystemExit on an invented flag
         assert args.command == argv[0]
-    demo = parser.parse_args(services["demo"]["command"])
-    window = Settings.from_env(services["worker"]["environment"]).window_s
-    # The drift must show in at least one window that closes before the demo stops.
-    assert demo.drift_after + window < demo.duration
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def test_compose_defaults_are_the_workers_own_defaults(services: dict[str, Any]) -> None:
+    env = services["worker"]["environment"]
+    settings = Settings.from_env(env)
+    expected = dataclasses.replace(
+        Settings(), kafka="kafka:9092", redis_url=env["UNDERTOW_REDIS_URL"]
+    )
+    assert settings == expected, "without overrides the stack runs the production defaults"
+
+
+def test_demo_env_file_is_the_demos_own_time_scale(services: dict[str, Any]) -> None:
+    from agents.cli.demo import DEMO_ENV
+
+    demo_env = _env_file(DEMO_ENV_FILE)
+    for key, value in DEMO_ENV.items():
+        # Every variable the demo would set for itself (os.environ.setdefault) is set for
+        # the whole stack, or its own worker would disagree with the compose workers.
+        assert key in services["worker"]["environment"], f"{key} is not in x-undertow-env"
+        if key != "UNDERTOW_PARTITIONS":  # the topics already exist with the stack's count
+            assert demo_env.get(key) == value, f"{DEMO_ENV_FILE.name}: {key} != {value}"
+    assert set(demo_env) <= set(services["worker"]["environment"]), "unknown variables"
+
+
+def test_demo_alerts_can_fire_before_the_demo_ends() -> None:
+    services = load(_env_file(DEMO_ENV_FILE))["services"]
+    demo = build_parser().parse_args(services["demo"]["command"])
+    settings = Settings.from_env(services["demo"]["environment"])
+    assert settings == Settings.from_env(services["worker"]["environment"])
+    # Drift must fill a window, and the changed concept a performance window, that closes
+    # before the demo stops publishing.
+    assert demo.drift_after + settings.window_s + settings.grace_s < demo.duration
+    assert demo.concept_after + settings.performance_window_ms / 1000 < demo.duration
 
 
 def test_demo_and_kafka_init_share_the_workers_settings(services: dict[str, Any]) -> None:
