@@ -52,9 +52,19 @@ def run_worker(args: argparse.Namespace) -> int:
         kafka=settings.kafka or kafka_bootstrap(),
         redis_url=settings.redis_url or redis_url(),
     )
+    import asyncio
+
     import faust
 
     from agents.app import create_app
+    from agents.topics import TopicLayoutError, ensure_topics
+
+    # The topic layout is checked before Faust starts: a mismatch is the operator's to fix,
+    # and deserves one line, not a service crash in the log.
+    try:
+        asyncio.run(ensure_topics(settings))
+    except TopicLayoutError as exc:
+        raise InputError(f"cannot start: {exc}") from None
 
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)

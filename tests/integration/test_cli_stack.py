@@ -408,3 +408,25 @@ def test_alerts_tail_follow_prints_new_alerts_until_interrupted(
         reader.join(timeout=5)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_worker_refuses_labels_not_co_partitioned_with_predictions(
+    external_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A label is joined in the partition its key hashes to: unequal counts join nothing."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    prefix = external_env["UNDERTOW_TOPIC_PREFIX"]
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=15_000)
+    try:
+        admin.create_topics(
+            [NewTopic(prefix + "predictions", 2, 1), NewTopic(prefix + "labels", 3, 1)]
+        )
+    finally:
+        admin.close()
+    result = undertow("worker", cwd=tmp_path, env=external_env, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "has 2 partitions but" in lines[0] and "labels has 3" in lines[0]
+    assert "same partition count" in lines[0]
