@@ -169,8 +169,11 @@ class PredictionIngestor:
                     else:  # predictions first: a label finds a prediction of the same batch
                         labels.append((part, messages))
                 for part, messages in labels:
-                    if part.join is not None:
-                        await self.labels.process(part.join, messages)
+                    # A rebalance callback flushes and drops partitions from another task;
+                    # the label batch awaits Redis half-way, so it must not interleave.
+                    async with self._flush_lock:
+                        if part.join is not None and self.owned.get(part.partition) is part:
+                            await self.labels.process(part.join, messages)
                 if time.monotonic() - last_flush >= self.settings.flush_interval_s:
                     await self.flush()
                     last_flush = time.monotonic()

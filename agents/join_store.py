@@ -23,6 +23,8 @@ Layout, under the namespace ``{ns}``:
   orphan, expired, wrong_type), exact across crashes since it moves with the offsets
 - ``{ns}:outcome-dirty`` — set ``model␟version␟pane`` of outcome panes changed since the
   evaluator last looked
+- ``{ns}:label-watermarks`` — hash ``partition`` → the labels partition's event-time
+  watermark (JSON), so a performance window is only final once the labels are past it too
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 
 SEP = "\x1f"
@@ -79,6 +82,8 @@ class JoinFlush:
     detectors: Mapping[tuple[str, str], bytes] = field(default_factory=dict)
     #: (model, outcome) → count
     counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    #: The labels partition's watermark state, when it has one.
+    labels_mark: Mapping[str, int | None] | None = None
 
     @property
     def empty(self) -> bool:
@@ -113,6 +118,10 @@ class JoinStore:
     @property
     def dirty_key(self) -> str:
         return f"{self.ns}:outcome-dirty"
+
+    @property
+    def watermarks_key(self) -> str:
+        return f"{self.ns}:label-watermarks"
 
     def pending_key(self, partition: int, model: str, bucket: int) -> str:
         return f"{self.ns}:pending:{partition}:{model}:{bucket}"
@@ -226,6 +235,8 @@ class JoinStore:
             pipe.hincrby(self.counts_key, f"{model}{SEP}{outcome}", n)
         if batch.next_offset is not None:
             pipe.hset(self.offsets_key, str(p), str(batch.next_offset))
+        if batch.labels_mark is not None:
+            pipe.hset(self.watermarks_key, str(p), orjson.dumps(dict(batch.labels_mark)))
 
     # -- the evaluator and operators --------------------------------------------------------
 
@@ -238,6 +249,11 @@ class JoinStore:
         for partition in partitions:
             pipe.hmget(self.outcomes_key(partition), fields)
         return [v for row in pipe.execute() for v in row if v is not None]
+
+    def label_watermarks(self) -> dict[int, dict[str, int | None]]:
+        return {
+            int(k): orjson.loads(v) for k, v in self.client.hgetall(self.watermarks_key).items()
+        }
 
     def take_dirty(self, limit: int = 10_000) -> list[OutcomeKey]:
         raw = self.client.spop(self.dirty_key, limit) or []

@@ -56,6 +56,7 @@ from streams.label_join import (
     label_misfit,
 )
 from streams.outcomes import OutcomePane
+from streams.watermarks import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ class PartitionJoin:
     detectors: dict[tuple[str, str], PageHinkley] = field(default_factory=dict)
     detectors_dirty: set[tuple[str, str]] = field(default_factory=set)
     letters: list[bytes] = field(default_factory=list)
+    #: Event-time progress of this labels partition (label timestamps), idling forward with
+    #: the wall clock when no label comes; None until the first label since assignment.
+    labels_mark: Watermark | None = None
+    assigned_ms: int = 0
 
     @property
     def pending(self) -> bool:
@@ -154,6 +159,7 @@ class LabelJoiner:
         self.topic = settings.topics.labels
         self.pane_ms = settings.performance_slide_ms
         self.hold_ms = round(settings.label_hold_s * 1000)
+        self.idle_ms = round(settings.idle_timeout_s * 1000)
 
     # -- ownership ------------------------------------------------------------------------
 
@@ -164,6 +170,7 @@ class LabelJoiner:
             next_offset=state.next_offset,
             flushed_offset=state.next_offset,
             buckets=state.buckets,
+            assigned_ms=round(self.clock() * 1000),
         )
         for d, raw in state.held.items():
             try:
@@ -265,9 +272,13 @@ class LabelJoiner:
                     )
                 )
             items.extend((lab, digest(lab.prediction_id), m.offset) for lab in labels)
-        part.next_offset = messages[-1].offset + 1
         if not items:
+            part.next_offset = messages[-1].offset + 1
             return
+        newest = round(max(lab.timestamp for lab, _, _ in items) * 1000)
+        if part.labels_mark is None:
+            part.labels_mark = Watermark(0, idle_timeout_ms=self.idle_ms, now_ms=now_ms)
+        part.labels_mark.observe(newest, now_ms)
         wanted: dict[str, tuple[list[bytes], list[int]]] = {}
         for lab, d, _ in items:
             if d in part.fresh or d in part.spent or d in part.held:
@@ -316,6 +327,8 @@ class LabelJoiner:
                 self._count(part, model, "held")
         if joins:
             self._join(part, joins)
+        # Only now: the offset never covers a label whose join is not in the state.
+        part.next_offset = messages[-1].offset + 1
 
     def _join(self, part: PartitionJoin, joins: list[Joined]) -> None:
         """Count joined labels into the outcome panes of their predictions' event times."""
@@ -393,7 +406,7 @@ class LabelJoiner:
         become orphans, and buckets older than their TTL expire, counted per model.
         """
         self._release_held(part, watermark_ms, now_ms)
-        expired = await self._expire(part, watermark_ms)
+        expired = await self._expire(part, self.expiry_watermark(part, watermark_ms, now_ms))
         entries: dict[tuple[str, int], dict[bytes, bytes]] = {}
         for d, (model, bucket, raw) in part.fresh.items():
             entries.setdefault((model, bucket), {})[d] = raw
@@ -415,6 +428,7 @@ class LabelJoiner:
                 for ident in part.detectors_dirty
             },
             counts=dict(part.counts),
+            labels_mark=None if part.labels_mark is None else part.labels_mark.to_state(),
         )
         return batch, outcomes
 
@@ -440,10 +454,32 @@ class LabelJoiner:
             for key in [k for k in part.cache if k[2] < horizon]:
                 del part.cache[key]
 
+    def expiry_watermark(
+        self, part: PartitionJoin, watermark_ms: int | None, now_ms: int
+    ) -> int | None:
+        """How far pending predictions may expire: both topics must be past the TTL.
+
+        The predictions watermark alone would expire a bucket while its labels are still
+        queued in a lagging labels partition (a backlog, a slow worker): joinable labels
+        would become orphans. So the labels' own event-time progress bounds it too, idling
+        forward with the wall clock when the label source is quiet; a partition where no
+        label came since it was assigned (a model nobody labels) is bounded by the
+        predictions alone once the idle timeout has passed.
+        """
+        if watermark_ms is None:
+            return None
+        mark = part.labels_mark
+        if mark is None:
+            return watermark_ms if now_ms - part.assigned_ms > self.idle_ms else None
+        mark.advance(now_ms)
+        labels_ms = mark.value
+        return None if labels_ms is None else min(watermark_ms, labels_ms)
+
     def due(self, part: PartitionJoin, watermark_ms: int | None, now_ms: int) -> bool:
         """Whether time alone has settled something (a held label, an expired bucket)."""
-        if watermark_ms is not None and any(
-            bucket_expired(b[1], b[2], b[3], watermark_ms) for b in part.buckets
+        expiry = self.expiry_watermark(part, watermark_ms, now_ms)
+        if expiry is not None and any(
+            bucket_expired(b[1], b[2], b[3], expiry) for b in part.buckets
         ):
             return True
         return any(self._releasable(h, watermark_ms, now_ms) for h in part.held.values())

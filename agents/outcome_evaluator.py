@@ -36,6 +36,7 @@ from agents.settings import Settings
 from streams.baseline import Baseline
 from streams.outcome_snapshot import evaluate_outcomes
 from streams.outcomes import OutcomePane, merge_outcomes
+from streams.watermarks import Watermark, combine_watermarks
 from streams.windows import WindowSpec, closed_windows
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class OutcomeEvaluator:
             if back:
                 self.client.sadd(self.store.dirty_key, *back)
         size = self.spec.size_ms
+        final_mark = self._final_watermark(watermark, round(now * 1000))
         work: list[tuple[Baseline, int, str]] = []
         for ident, baseline in by_ident.items():
             first = self._first_pane(ident)
@@ -105,7 +107,7 @@ class OutcomeEvaluator:
             for start in closed_windows(self.spec, closed_up_to, watermark):
                 if start + size > first:
                     work.append((baseline, start, "closed"))
-            for start in closed_windows(self.spec, final_up_to, watermark - ttl):
+            for start in closed_windows(self.spec, final_up_to, final_mark - ttl):
                 if start + size > first:
                     work.append((baseline, start, "final"))
             closed_now = max(
@@ -117,6 +119,13 @@ class OutcomeEvaluator:
                 if end <= closed_now and end + ttl > watermark:
                     work.append((baseline, start, "labels"))
         return work
+
+    def _final_watermark(self, watermark: int, now_ms: int) -> int:
+        """How far performance windows may be final: the predictions watermark, held back
+        by the labels' (a lagging labels partition still carries joinable labels)."""
+        marks = [Watermark.from_state(s) for s in self.store.label_watermarks().values()]
+        labels = combine_watermarks(marks, now_ms) if marks else None
+        return watermark if labels is None else min(watermark, labels)
 
     def advance(self, baseline: Baseline, kind: str, start: int) -> None:
         """Record that ``kind`` evaluations are done up to the window starting at ``start``."""
