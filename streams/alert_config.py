@@ -1,7 +1,9 @@
 """Alert policy settings: bands, timing, per-feature and health settings, and context.
 
 Plain, serialisable objects (``to_dict`` / ``from_dict``), so a policy can live in a
-baseline or in Redis; `streams.alert_policy` applies them.
+baseline or in Redis; `streams.alert_policy` applies them. `judge` is where every check
+(`streams.alert_drift`, `streams.alert_performance`, `streams.alert_health`) turns a value
+and its bands into an `Observation`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from streams.alert_state import AlertKey, Observation
 from streams.severity import Severity
 
 if TYPE_CHECKING:
@@ -233,6 +236,44 @@ def band_level(
         if not higher_is_worse and value < limit:
             return level
     return Severity.NONE
+
+
+def judge(
+    key: AlertKey,
+    metric: str,
+    value: float,
+    bands: Bands,
+    subject: str,
+    *,
+    significant: bool = True,
+    adaptive: bool = False,
+    note: str = "",
+    percent: bool = False,
+    normal: float = 0.0,
+) -> Observation:
+    """``value`` judged by ``bands``: its level, or none when its test is not significant."""
+    level = bands.level(value)
+    return Observation(
+        key,
+        level if significant else Severity.NONE,
+        metric,
+        value,
+        bands.thresholds(),
+        subject,
+        percent=percent,
+        normal=normal,
+        higher_is_worse=bands.higher_is_worse,
+        significant=significant,
+        adaptive=adaptive,
+        note=note,
+    )
+
+
+def number(x: object) -> float | None:
+    """``x`` as a float when it is a number other than NaN (null, NaN, text: None)."""
+    if isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x):
+        return float(x)
+    return None
 
 
 def _check_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
