@@ -25,6 +25,15 @@ HOUR = 3600.0
 DAY = 86_400.0
 
 
+def _real(x: object) -> bool:
+    """A finite int or float (not a bool, not text)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _whole(x: object, low: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+
 @dataclass(frozen=True)
 class Bands:
     """Where one statistic becomes info, warning and critical (None: level not used).
@@ -109,11 +118,11 @@ class Timing:
 
     def __post_init__(self) -> None:
         for name in ("for_info", "for_warning", "for_critical", "resolve_windows"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"timing {name} must be at least 1 window")
-        if self.cooldown_windows < 0:
-            raise ValueError("timing cooldown_windows must not be negative")
-        if not 0.0 < self.resolve_ratio <= 1.0:
+            if not _whole(getattr(self, name), 1):
+                raise ValueError(f"timing {name} must be a whole number of windows, at least 1")
+        if not _whole(self.cooldown_windows, 0):
+            raise ValueError("timing cooldown_windows must be a whole number, not negative")
+        if not (_real(self.resolve_ratio) and 0.0 < self.resolve_ratio <= 1.0):
             raise ValueError("timing resolve_ratio must be in (0, 1]")
 
     def windows_for(self, level: Severity) -> int:
@@ -171,6 +180,24 @@ class HealthPolicy:
     coverage: bool = True
     unacknowledged_warning_s: float | None = DAY
     unacknowledged_critical_s: float | None = HOUR
+
+    def __post_init__(self) -> None:
+        # Checked here, not when a check runs: a typo in a baseline's policy must fail its
+        # registration, not every evaluator tick.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "coverage":
+                if not isinstance(value, bool):
+                    raise ValueError("health coverage must be true or false")
+            elif value is not None and not (_real(value) and value > 0):
+                raise ValueError(f"health {f.name} must be a positive number or null")
+        for low, high in (
+            ("baseline_max_age_days", "baseline_critical_age_days"),
+            ("stale_warning_s", "stale_critical_s"),
+        ):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"health {low} must not exceed {high}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

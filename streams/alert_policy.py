@@ -45,6 +45,8 @@ from streams.alert_config import (
     HealthPolicy,
     Timing,
     _check_keys,
+    _real,
+    _whole,
     band_level,
 )
 from streams.alert_drift import drift_observations
@@ -95,10 +97,17 @@ class AlertPolicy:
     health: HealthPolicy = HealthPolicy()
 
     def __post_init__(self) -> None:
-        if self.fdr is not None and not 0.0 < self.fdr <= 1.0:
+        if self.fdr is not None and not (_real(self.fdr) and 0.0 < self.fdr <= 1.0):
             raise ValueError(f"fdr must be in (0, 1] or null, not {self.fdr!r}")
-        if not (math.isfinite(self.psi_info) and self.psi_info >= 0):
+        if not (_real(self.psi_info) and self.psi_info >= 0):
             raise ValueError("psi_info must be a non-negative number")
+        for name in ("min_drift_count", "min_labelled", "min_latency_count"):
+            if not _whole(getattr(self, name), 0):
+                raise ValueError(f"{name} must be a whole number, not negative")
+        if not (_real(self.min_volume_reference) and self.min_volume_reference >= 0):
+            raise ValueError("min_volume_reference must be a non-negative number")
+        if not (_real(self.volume_bucket_s) and self.volume_bucket_s > 0):
+            raise ValueError("volume_bucket_s must be a positive number of seconds")
         if self.volume_drop.higher_is_worse or not self.volume_surge.higher_is_worse:
             raise ValueError("volume_drop is judged low-is-worse and volume_surge high-is-worse")
 
