@@ -678,3 +678,18 @@ def test_a_baseline_carries_its_model_s_policy_and_refuses_a_bad_one():
         raw = {**orjson.loads(baseline.to_json()), "alert_policy": bad}
         with pytest.raises(BaselineFormatError, match=message):
             Baseline.from_dict(raw)
+
+
+def test_a_health_check_with_nothing_new_leaves_the_state_as_it_was():
+    """The evaluator checks health at every tick and stores the state only when a step
+    changed it: a quiet check must not change a byte of it."""
+    tracker = AlertTracker(policy=AlertPolicy())
+    context = AlertContext(baseline_created_at=T0 - 10 * DAY, acknowledged=frozenset({"x"}))
+    [fired] = [e for e in tracker.observe(snap(0, 0.4), T0, context) if e["type"] == "data_drift"]
+    before = orjson.dumps(tracker.to_state())
+    for later in (1.0, 60.0, 600.0):
+        assert tracker.check_health(T0 + later, context) == []
+        assert orjson.dumps(tracker.to_state()) == before
+    assert tracker.check_health(T0 + 1000, context)  # stale: now it has something to say
+    assert orjson.dumps(tracker.to_state()) != before
+    assert fired["severity"] == "critical"
