@@ -20,7 +20,7 @@ the memory of every alert: levels, durations, cooldowns, adaptive histories, and
 observed, or the health check run at every tick for each model this worker evaluates —
 is computed from the stored state, published, and only then stored, under a lease
 (``{ns}:claim:model␟version␟alert-state``) so that two workers briefly owning the same home
-partition cannot both send it. A health check that changes nothing takes no lease and
+partition cannot both send it. A health check that sends nothing takes no lease and
 writes nothing. A worker that dies after publishing and before storing leaves the old
 state and the lease, which goes stale: the next owner sends the same events again (same
 ``alert_id``), never none.
@@ -308,7 +308,13 @@ class Evaluator:
         def observe(tracker: AlertTracker, context: AlertContext) -> Alerts:
             return tracker.observe(snapshot, emitted_at, context)
 
-        change = await asyncio.to_thread(self._alert_change, baseline, observe)
+        # Only final snapshots move alerts (the tracker ignores the others), and each one
+        # moves the state even when it sends nothing: durations, histories, the last window.
+        change: AlertChange | Literal["busy"] | None = None
+        if snapshot.get("final"):
+            change = await asyncio.to_thread(
+                self._alert_change, baseline, observe, store_silent=True
+            )
         if change == "busy":
             return None
         alerts = [] if change is None else change.events
@@ -330,7 +336,7 @@ class Evaluator:
         def check(tracker: AlertTracker, context: AlertContext) -> Alerts:
             return tracker.check_health(now, context)
 
-        change = await asyncio.to_thread(self._alert_change, baseline, check)
+        change = await asyncio.to_thread(self._alert_change, baseline, check, store_silent=False)
         if change is None or change == "busy":
             return 0  # nothing new, or another worker holds the lease and says it
         await asyncio.gather(*await self._send_alerts(baseline, change.events))
@@ -358,16 +364,18 @@ class Evaluator:
         return sends
 
     def _alert_change(
-        self, baseline: Baseline, step: AlertStep
+        self, baseline: Baseline, step: AlertStep, store_silent: bool
     ) -> AlertChange | Literal["busy"] | None:
         """``step`` applied to the model version's stored tracker, under its lease.
 
-        None when the step changes nothing: read only, no lease taken (most health checks).
-        "busy" when another worker holds the lease: this worker sends nothing.
+        None when there is nothing to send or store: read only, no lease taken. That is
+        every health check that sends nothing (``store_silent`` False): whatever bookkeeping
+        it did is derived again from the same stored state at the next tick. "busy" when
+        another worker holds the lease: this worker sends nothing.
         """
         ident = f"{baseline.model}{SEP}{baseline.version}"
         raw = self.client.hget(self.alert_state_key, ident)
-        outcome = self._apply(baseline, raw, step)
+        outcome = self._apply(baseline, raw, step, store_silent)
         if outcome is None:
             return None
         lease = f"{self.ns}:claim:{ident}{SEP}alert-state"
@@ -375,7 +383,7 @@ class Evaluator:
             return "busy"
         current = self.client.hget(self.alert_state_key, ident)
         if current != raw:  # another worker stored a step between our read and the lease
-            outcome = self._apply(baseline, current, step)
+            outcome = self._apply(baseline, current, step, store_silent)
             if outcome is None:
                 self.client.delete(lease)
                 return None
@@ -383,21 +391,21 @@ class Evaluator:
         return AlertChange(ident, lease, state, events)
 
     def _apply(
-        self, baseline: Baseline, raw: bytes | str | None, step: AlertStep
+        self, baseline: Baseline, raw: bytes | str | None, step: AlertStep, store_silent: bool
     ) -> tuple[bytes, Alerts] | None:
-        """The tracker state after ``step`` and its events; None when nothing changed."""
+        """The tracker state after ``step`` and its events, or None (see `_alert_change`)."""
         policy = baseline.alert_policy or DEFAULT_POLICY
         if raw is None:
             tracker = AlertTracker(policy=policy)
         else:
             tracker = AlertTracker.from_state(orjson.loads(raw), policy=policy)
-        before = orjson.dumps(tracker.to_state())
         # Only the alerts firing now can be "unacknowledged": ask about those, not every id.
         firing = [s.alert_id for s in tracker.firing().values() if s.alert_id is not None]
         acknowledged = self.acks.acknowledged(among=firing)
         events = step(tracker, AlertContext.from_baseline(baseline, acknowledged=acknowledged))
-        after = orjson.dumps(tracker.to_state())
-        return None if after == before and not events else (after, events)
+        if not events and not store_silent:
+            return None
+        return orjson.dumps(tracker.to_state()), events
 
     def _commit(self, change: AlertChange) -> bool:
         """Store the new state and end the lease in one transaction, if the lease is still

@@ -681,8 +681,8 @@ def test_a_baseline_carries_its_model_s_policy_and_refuses_a_bad_one():
 
 
 def test_a_health_check_with_nothing_new_leaves_the_state_as_it_was():
-    """The evaluator checks health at every tick and stores the state only when a step
-    changed it: a quiet check must not change a byte of it."""
+    """The evaluator checks health at every tick and stores nothing after a check that sent
+    nothing: that loses nothing only because such a check changes no byte of the state."""
     tracker = AlertTracker(policy=AlertPolicy())
     context = AlertContext(baseline_created_at=T0 - 10 * DAY, acknowledged=frozenset({"x"}))
     [fired] = [e for e in tracker.observe(snap(0, 0.4), T0, context) if e["type"] == "data_drift"]
