@@ -354,10 +354,9 @@ class Evaluator:
 
     async def _send_alerts(self, baseline: Baseline, alerts: Alerts) -> list[Any]:
         """Hand ``alerts`` to the producer; returns the futures of their acknowledgements."""
-        key = baseline.model.encode()
+        key, topic = baseline.model.encode(), self.settings.topics.alerts
         sends = []
         for alert in alerts:
-            topic = self.settings.topics.alerts
             sends.append(await self.producer.send(topic, orjson.dumps(alert), key=key))
             severity = alert["severity"] if alert["status"] == "firing" else "none"
             self.metrics.alerts.labels(alert["type"], severity).inc()
