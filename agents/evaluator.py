@@ -12,6 +12,18 @@ No skip, no duplicate across rebalances: progress per model version lives in Red
 (``{ns}:evaluated``) and each (window, final) evaluation is claimed with ``SET NX`` before it
 is emitted. A worker that dies between claim and emission leaves a claim that expires, and
 the next owner emits it; a claim only ever lets one worker through.
+
+Alerts follow the model version's policy (`streams.alert_policy`, carried by its baseline,
+else the defaults). Its tracker state (``{ns}:alert-state``, field ``model␟version``) is
+the memory of every alert: levels, durations, cooldowns, adaptive histories, and which
+``monitor_health`` events were already sent. Every step that moves it — a final window
+observed, or the health check run at every tick for each model this worker evaluates —
+is computed from the stored state, published, and only then stored, under a lease
+(``{ns}:claim:model␟version␟alert-state``) so that two workers briefly owning the same home
+partition cannot both send it. A health check that sends nothing takes no lease and
+writes nothing. A worker that dies after publishing and before storing leaves the old
+state and the lease, which goes stale: the next owner sends the same events again (same
+``alert_id``), never none.
 """
 
 from __future__ import annotations
@@ -22,18 +34,21 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 import redis
 from aiokafka import AIOKafkaProducer
 
+from agents.acks import AckLog
 from agents.join_store import JoinStore
 from agents.metrics import WorkerMetrics
 from agents.outcome_evaluator import OutcomeEvaluator, evaluate_due
 from agents.pane_store import SEP, PaneStore
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
+from streams.alert_policy import AlertContext, AlertPolicy
 from streams.alert_state import AlertTracker
 from streams.baseline import Baseline
 from streams.pane import PaneState, merge_panes
@@ -47,11 +62,28 @@ log = logging.getLogger(__name__)
 CLAIM_STALE_S = 60.0
 #: How long claims are kept: longer than any window can stay open.
 CLAIM_KEEP_S = 7 * 86_400
+#: The alert policy of a model version whose baseline carries none.
+DEFAULT_POLICY = AlertPolicy()
+
+Alerts = list[dict[str, Any]]
+#: One step of a tracker: ``observe`` a snapshot, or ``check_health``.
+AlertStep = Callable[[AlertTracker, AlertContext], Alerts]
 
 
 def home_partition(model: str, partitions: int) -> int:
     """The partition whose owner evaluates ``model`` (stable across processes and runs)."""
     return zlib.crc32(model.encode()) % partitions
+
+
+@dataclass
+class AlertChange:
+    """A model version's alert state moved by one step: held under ``lease`` until its
+    ``events`` are published and ``state`` is stored."""
+
+    ident: str
+    lease: str
+    state: bytes
+    events: Alerts
 
 
 class Evaluator:
@@ -81,6 +113,8 @@ class Evaluator:
         self.clock = clock
         self.spec = WindowSpec(settings.window_ms, settings.slide_ms, settings.grace_ms)
         self.ns = store.ns
+        self.acks = AckLog(client, self.ns)
+        self.alert_state_key = f"{self.ns}:alert-state"
         self.last_run: float | None = None
         self.outcomes = OutcomeEvaluator(
             settings, client, JoinStore(client, store.ns), registry, clock=clock
@@ -110,16 +144,14 @@ class Evaluator:
             return 0
         now_ms = round(self.clock() * 1000)
         states = await asyncio.to_thread(self.store.watermarks, now_ms)
-        if not states:
-            return 0
         marks = [Watermark.from_state(s) for s in states.values()]
-        watermark = combine_watermarks(marks, now_ms)
-        if watermark is None:
-            return 0
+        watermark = combine_watermarks(marks, now_ms) if marks else None
         partitions = sorted(states)
         emitted = 0
         models = await asyncio.to_thread(self.store.models)
-        reevaluate = await asyncio.to_thread(self._reevaluations, mine)
+        reevaluate: dict[tuple[str, str], set[int]] = {}
+        if watermark is not None:
+            reevaluate = await asyncio.to_thread(self._reevaluations, mine)
         evaluated: list[Baseline] = []
         for model, version in models:
             if home_partition(model, self.settings.partitions) not in mine:
@@ -128,18 +160,23 @@ class Evaluator:
             if baseline is None:
                 continue
             evaluated.append(baseline)
-            emitted += await self._evaluate_model(
-                baseline, watermark, partitions, reevaluate.get((model, version), set())
+            if watermark is not None:
+                emitted += await self._evaluate_model(
+                    baseline, watermark, partitions, reevaluate.get((model, version), set())
+                )
+            # Whether or not a window closed: a stalled watermark is what the staleness
+            # check is for, and acknowledgements arrive by the wall clock.
+            await self._check_health(baseline)
+        if watermark is not None:
+            # Ground truth: the performance windows of the same model versions.
+            emitted += await evaluate_due(
+                self.outcomes,
+                [b for b in evaluated if b.task is not None],
+                watermark,
+                partitions,
+                lambda model: home_partition(model, partitions_total) in mine,
+                self._emit_performance,
             )
-        # Ground truth: the performance windows of the same model versions.
-        emitted += await evaluate_due(
-            self.outcomes,
-            [b for b in evaluated if b.task is not None],
-            watermark,
-            partitions,
-            lambda model: home_partition(model, partitions_total) in mine,
-            self._emit_performance,
-        )
         self.last_run = self.clock()
         return emitted
 
@@ -193,16 +230,9 @@ class Evaluator:
         snapshot = evaluate_window(
             baseline, window, start / 1000, end / 1000, final, emitted_at=emitted_at
         )
-        topics = self.settings.topics
-        key = baseline.model.encode()
-        sends = [await self.producer.send(topics.metrics, orjson.dumps(snapshot), key=key)]
-        alerts = await asyncio.to_thread(self._alerts, baseline, snapshot, emitted_at)
-        for alert in alerts:
-            sends.append(await self.producer.send(topics.alerts, orjson.dumps(alert), key=key))
-            severity = alert["severity"] if alert["status"] == "firing" else "none"
-            self.metrics.alerts.labels(alert["type"], severity).inc()
-        await asyncio.gather(*sends)
-        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        alerts = await self._publish(baseline, snapshot, emitted_at, claim)
+        if alerts is None:
+            return "busy"
         if final:  # the concept-drift check of performance windows reads the inputs' drift
             await asyncio.to_thread(self.outcomes.record_input_psi, baseline, snapshot)
         self.metrics.drift.update(snapshot)
@@ -231,16 +261,9 @@ class Evaluator:
         verdict = await asyncio.to_thread(self._claim, claim)
         if verdict != "won":
             return verdict
-        topics = self.settings.topics
-        key = baseline.model.encode()
-        sends = [await self.producer.send(topics.metrics, orjson.dumps(snapshot), key=key)]
-        alerts = await asyncio.to_thread(self._alerts, baseline, snapshot, snapshot["emitted_at"])
-        for alert in alerts:
-            sends.append(await self.producer.send(topics.alerts, orjson.dumps(alert), key=key))
-            severity = alert["severity"] if alert["status"] == "firing" else "none"
-            self.metrics.alerts.labels(alert["type"], severity).inc()
-        await asyncio.gather(*sends)
-        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        alerts = await self._publish(baseline, snapshot, snapshot["emitted_at"], claim)
+        if alerts is None:
+            return "busy"
         self.metrics.performance.update(snapshot)
         perf = snapshot["performance"]
         log.info(
@@ -272,6 +295,138 @@ class Evaluator:
             return "won"
         return "busy"
 
+    # -- alerts ---------------------------------------------------------------------------
+
+    async def _publish(
+        self, baseline: Baseline, snapshot: dict[str, Any], emitted_at: float, claim: str
+    ) -> Alerts | None:
+        """Publish a snapshot and the alert events it brings, store the alert state, mark the
+        claim done; returns the events, or None when another worker is moving this model's
+        alert state (a rebalance): then nothing was sent, the claim stays ours, and the next
+        tick emits the window from the state they leave."""
+
+        def observe(tracker: AlertTracker, context: AlertContext) -> Alerts:
+            return tracker.observe(snapshot, emitted_at, context)
+
+        # Only final snapshots move alerts (the tracker ignores the others), and each one
+        # moves the state even when it sends nothing: durations, histories, the last window.
+        change: AlertChange | Literal["busy"] | None = None
+        if snapshot.get("final"):
+            change = await asyncio.to_thread(
+                self._alert_change, baseline, observe, store_silent=True
+            )
+        if change == "busy":
+            return None
+        alerts = [] if change is None else change.events
+        metrics = self.settings.topics.metrics
+        sends = [
+            await self.producer.send(metrics, orjson.dumps(snapshot), key=baseline.model.encode()),
+            *await self._send_alerts(baseline, alerts),
+        ]
+        await asyncio.gather(*sends)
+        if change is not None:
+            await asyncio.to_thread(self._commit, change)
+        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        return alerts
+
+    async def _check_health(self, baseline: Baseline) -> int:
+        """Publish the monitor_health events due now; returns how many."""
+        now = self.clock()
+
+        def check(tracker: AlertTracker, context: AlertContext) -> Alerts:
+            return tracker.check_health(now, context)
+
+        change = await asyncio.to_thread(self._alert_change, baseline, check, store_silent=False)
+        if change is None or change == "busy":
+            return 0  # nothing new, or another worker holds the lease and says it
+        await asyncio.gather(*await self._send_alerts(baseline, change.events))
+        await asyncio.to_thread(self._commit, change)
+        for event in change.events:
+            log.info(
+                "%s %s: monitor_health %s %s %s",
+                baseline.model,
+                baseline.version,
+                event.get("check"),
+                event["status"],
+                event["severity"],
+            )
+        return len(change.events)
+
+    async def _send_alerts(self, baseline: Baseline, alerts: Alerts) -> list[Any]:
+        """Hand ``alerts`` to the producer; returns the futures of their acknowledgements."""
+        key, topic = baseline.model.encode(), self.settings.topics.alerts
+        sends = []
+        for alert in alerts:
+            sends.append(await self.producer.send(topic, orjson.dumps(alert), key=key))
+            severity = alert["severity"] if alert["status"] == "firing" else "none"
+            self.metrics.alerts.labels(alert["type"], severity).inc()
+        return sends
+
+    def _alert_change(
+        self, baseline: Baseline, step: AlertStep, store_silent: bool
+    ) -> AlertChange | Literal["busy"] | None:
+        """``step`` applied to the model version's stored tracker, under its lease.
+
+        None when there is nothing to send or store: read only, no lease taken. That is
+        every health check that sends nothing (``store_silent`` False): whatever bookkeeping
+        it did is derived again from the same stored state at the next tick. "busy" when
+        another worker holds the lease: this worker sends nothing.
+        """
+        ident = f"{baseline.model}{SEP}{baseline.version}"
+        raw = self.client.hget(self.alert_state_key, ident)
+        outcome = self._apply(baseline, raw, step, store_silent)
+        if outcome is None:
+            return None
+        lease = f"{self.ns}:claim:{ident}{SEP}alert-state"
+        if self._claim(lease) != "won":
+            return "busy"
+        current = self.client.hget(self.alert_state_key, ident)
+        if current != raw:  # another worker stored a step between our read and the lease
+            outcome = self._apply(baseline, current, step, store_silent)
+            if outcome is None:
+                self.client.delete(lease)
+                return None
+        state, events = outcome
+        return AlertChange(ident, lease, state, events)
+
+    def _apply(
+        self, baseline: Baseline, raw: bytes | str | None, step: AlertStep, store_silent: bool
+    ) -> tuple[bytes, Alerts] | None:
+        """The tracker state after ``step`` and its events, or None (see `_alert_change`)."""
+        policy = baseline.alert_policy or DEFAULT_POLICY
+        if raw is None:
+            tracker = AlertTracker(policy=policy)
+        else:
+            tracker = AlertTracker.from_state(orjson.loads(raw), policy=policy)
+        # Only the alerts firing now can be "unacknowledged": ask about those, not every id.
+        firing = [s.alert_id for s in tracker.firing().values() if s.alert_id is not None]
+        acknowledged = self.acks.acknowledged(among=firing)
+        events = step(tracker, AlertContext.from_baseline(baseline, acknowledged=acknowledged))
+        if not events and not store_silent:
+            return None
+        return orjson.dumps(tracker.to_state()), events
+
+    def _commit(self, change: AlertChange) -> bool:
+        """Store the new state and end the lease in one transaction, if the lease is still
+        this worker's (a lease taken over while we were stalled belongs to its new holder)."""
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(change.lease)  # type: ignore[no-untyped-call]
+                holder = pipe.get(change.lease)
+                text = holder.decode() if isinstance(holder, bytes) else str(holder or "")
+                parts = text.split()
+                if len(parts) < 2 or parts[1] != self.worker_id:
+                    log.warning("alert state of %r: lease lost to %r", change.ident, text)
+                    return False
+                pipe.multi()
+                pipe.hset(self.alert_state_key, change.ident, change.state)
+                pipe.delete(change.lease)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                log.warning("alert state of %r: lease taken over while storing", change.ident)
+                return False
+
     # -- Redis reads (run in a thread) ------------------------------------------------------
 
     def _progress(self, ident: str) -> dict[str, int]:
@@ -300,18 +455,6 @@ class Evaluator:
         )
         panes = [PaneState.from_state(baseline, orjson.loads(r)) for r in raws]
         return merge_panes(baseline, panes) if panes else PaneState.empty(baseline)
-
-    def _alerts(
-        self, baseline: Baseline, snapshot: dict[str, Any], now: float
-    ) -> list[dict[str, Any]]:
-        key = f"{self.ns}:alert-state"
-        ident = f"{baseline.model}{SEP}{baseline.version}"
-        raw = self.client.hget(key, ident)
-        tracker = AlertTracker() if raw is None else AlertTracker.from_state(orjson.loads(raw))
-        events = tracker.observe(snapshot, now)
-        if events:
-            self.client.hset(key, ident, orjson.dumps(tracker.to_state()))
-        return events
 
     def _reevaluations(self, mine: set[int]) -> dict[tuple[str, str], set[int]]:
         out: dict[tuple[str, str], set[int]] = {}

@@ -1,7 +1,9 @@
 """Alert policy settings: bands, timing, per-feature and health settings, and context.
 
 Plain, serialisable objects (``to_dict`` / ``from_dict``), so a policy can live in a
-baseline or in Redis; `streams.alert_policy` applies them.
+baseline or in Redis; `streams.alert_policy` applies them. `judge` is where every check
+(`streams.alert_drift`, `streams.alert_performance`, `streams.alert_health`) turns a value
+and its bands into an `Observation`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from streams.alert_state import AlertKey, Observation
 from streams.severity import Severity
 
 if TYPE_CHECKING:
@@ -20,6 +23,15 @@ if TYPE_CHECKING:
 LEVELS = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
 HOUR = 3600.0
 DAY = 86_400.0
+
+
+def _real(x: object) -> bool:
+    """A finite int or float (not a bool, not text)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _whole(x: object, low: int) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
 
 
 @dataclass(frozen=True)
@@ -106,11 +118,11 @@ class Timing:
 
     def __post_init__(self) -> None:
         for name in ("for_info", "for_warning", "for_critical", "resolve_windows"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"timing {name} must be at least 1 window")
-        if self.cooldown_windows < 0:
-            raise ValueError("timing cooldown_windows must not be negative")
-        if not 0.0 < self.resolve_ratio <= 1.0:
+            if not _whole(getattr(self, name), 1):
+                raise ValueError(f"timing {name} must be a whole number of windows, at least 1")
+        if not _whole(self.cooldown_windows, 0):
+            raise ValueError("timing cooldown_windows must be a whole number, not negative")
+        if not (_real(self.resolve_ratio) and 0.0 < self.resolve_ratio <= 1.0):
             raise ValueError("timing resolve_ratio must be in (0, 1]")
 
     def windows_for(self, level: Severity) -> int:
@@ -168,6 +180,24 @@ class HealthPolicy:
     coverage: bool = True
     unacknowledged_warning_s: float | None = DAY
     unacknowledged_critical_s: float | None = HOUR
+
+    def __post_init__(self) -> None:
+        # Checked here, not when a check runs: a typo in a baseline's policy must fail its
+        # registration, not every evaluator tick.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "coverage":
+                if not isinstance(value, bool):
+                    raise ValueError("health coverage must be true or false")
+            elif value is not None and not (_real(value) and value > 0):
+                raise ValueError(f"health {f.name} must be a positive number or null")
+        for low, high in (
+            ("baseline_max_age_days", "baseline_critical_age_days"),
+            ("stale_warning_s", "stale_critical_s"),
+        ):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"health {low} must not exceed {high}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -233,6 +263,44 @@ def band_level(
         if not higher_is_worse and value < limit:
             return level
     return Severity.NONE
+
+
+def judge(
+    key: AlertKey,
+    metric: str,
+    value: float,
+    bands: Bands,
+    subject: str,
+    *,
+    significant: bool = True,
+    adaptive: bool = False,
+    note: str = "",
+    percent: bool = False,
+    normal: float = 0.0,
+) -> Observation:
+    """``value`` judged by ``bands``: its level, or none when its test is not significant."""
+    level = bands.level(value)
+    return Observation(
+        key,
+        level if significant else Severity.NONE,
+        metric,
+        value,
+        bands.thresholds(),
+        subject,
+        percent=percent,
+        normal=normal,
+        higher_is_worse=bands.higher_is_worse,
+        significant=significant,
+        adaptive=adaptive,
+        note=note,
+    )
+
+
+def number(x: object) -> float | None:
+    """``x`` as a float when it is a number other than NaN (null, NaN, text: None)."""
+    if isinstance(x, int | float) and not isinstance(x, bool) and not math.isnan(x):
+        return float(x)
+    return None
 
 
 def _check_keys(cls: type, data: Mapping[str, Any], what: str) -> None:

@@ -5,7 +5,9 @@ read by any worker. Each column keeps a histogram whose bins are fixed here, so 
 live traffic is counted into the same bins and compared bin for bin.
 
 The label side (performance, segments, fairness) adds settings that baselines written
-before it lack; each has a default, so those still read (see `Baseline`).
+before it lack; each has a default, so those still read (see `Baseline`). A baseline may
+also carry the model version's alert policy (``"alert_policy"``,
+`streams.alert_policy.AlertPolicy`); without one the workers use the policy's defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +25,9 @@ from streams.cohorts import MAX_ATTRIBUTES, MAX_VALUES
 from streams.errors import BaselineFormatError
 from streams.histogram import CategoricalHistogram, NumericHistogram
 from streams.severity import Thresholds
+
+if TYPE_CHECKING:
+    from streams.alert_policy import AlertPolicy
 
 FORMAT = "undertow.baseline/1"
 Task = Literal["binary", "multiclass", "regression"]
@@ -162,6 +167,7 @@ class Baseline:
     expected_label_delay_s: float | None = None
     max_segment_attributes: int = MAX_ATTRIBUTES
     max_segment_values: int = MAX_VALUES
+    alert_policy: AlertPolicy | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (float(b) for b in self.fairness_bounds)
@@ -210,6 +216,7 @@ class Baseline:
             "expected_label_delay_s": self.expected_label_delay_s,
             "max_segment_attributes": self.max_segment_attributes,
             "max_segment_values": self.max_segment_values,
+            "alert_policy": None if self.alert_policy is None else self.alert_policy.to_dict(),
         }
 
     def to_json(self) -> bytes:
@@ -247,6 +254,7 @@ class Baseline:
                 expected_label_delay_s=_optional_float(data.get("expected_label_delay_s")),
                 max_segment_attributes=int(data.get("max_segment_attributes", MAX_ATTRIBUTES)),
                 max_segment_values=int(data.get("max_segment_values", MAX_VALUES)),
+                alert_policy=_optional_policy(data.get("alert_policy")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BaselineFormatError(f"baseline is malformed: {exc}") from None
@@ -273,6 +281,18 @@ def _optional_float(value: Any) -> float | None:
 def _bounds(value: Any) -> tuple[float, float]:
     lo, hi = value  # exactly two
     return float(lo), float(hi)
+
+
+def _optional_policy(data: Any) -> AlertPolicy | None:
+    """The baseline's alert policy, checked now so a bad one fails at registration."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("alert_policy must be an object")
+    # Imported here: the alert modules import this module's types (Task) themselves.
+    from streams.alert_policy import AlertPolicy
+
+    return AlertPolicy.from_dict(data)
 
 
 def _fairness_reference(data: Any) -> FairnessReference:

@@ -26,7 +26,6 @@ import contextlib
 import csv
 import itertools
 import json
-import math
 import os
 import signal
 import subprocess
@@ -658,32 +657,6 @@ def numpy_psi(
     r = np.clip(ref / ref.sum(), 1e-4, 1.0)
     c = np.clip(cur / cur.sum(), 1e-4, 1.0)
     return float(np.sum((c - r) * np.log(c / r)))
-
-
-def severity(psi: float, warning: float = 0.1, critical: float = 0.25) -> str:
-    if math.isnan(psi):
-        return "none"
-    if psi > critical:
-        return "critical"
-    if psi >= warning:
-        return "warning"
-    return "none"
-
-
-def expected_transitions(levels: Iterable[tuple[float, str]]) -> list[tuple[str, str, float]]:
-    """(status, severity, window_start) of the alert events a sequence of window severities
-    gives: one per change, ``resolved`` carrying the severity that was firing."""
-    out = []
-    current = "none"
-    for start, level in levels:
-        if level == current:
-            continue
-        if level == "none":
-            out.append(("resolved", current, start))
-        else:
-            out.append(("firing", level, start))
-        current = level
-    return out
 
 
 def wait_until(

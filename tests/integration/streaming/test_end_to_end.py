@@ -4,6 +4,8 @@ Real ``undertow worker`` processes, a real broker and a real Redis. Each test ha
 topic prefix (so its own topics, consumer groups and Redis namespace) and its own workers.
 Event times span the last ~50 s up to the wall clock: once publishing stops, the idle rule
 lets the watermark follow the wall clock and the last windows close without more traffic.
+The alerts expected are the default alert policy's, derived in `expected_alerts` with
+numpy / scipy from the rows of each window (not from the library's alert code).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from .conftest import Launch
+from .expected_alerts import FDR, MIN_COUNT, PolicyKey, bh_significant, chi2_pvalue, ks_pvalue
 from .harness import (
     CATEGORICAL,
     MODEL,
@@ -27,8 +30,8 @@ from .harness import (
     TopicTail,
     Windows,
     drift_stream,
-    expected_transitions,
     final_snapshots,
+    numpy_counts,
     numpy_psi,
     publish,
     read_topic,
@@ -36,7 +39,6 @@ from .harness import (
     rows_of,
     sample,
     scrape,
-    severity,
     wait_assignment,
     write_csv,
 )
@@ -116,28 +118,64 @@ def test_drift_alerts_fire_and_resolve_and_window_figures_match_a_direct_computa
         assert (s["model"], s["model_version"]) == (MODEL, VERSION)
         assert s["window_end"] - s["window_start"] == pytest.approx(10.0)
 
-    # PSI of every column in every window equals a plain numpy PSI on the same rows.
+    # PSI of every column in every window equals a plain numpy PSI on the same rows; the
+    # policy's verdict on it follows from that PSI and scipy's p-values on the same rows.
     columns = {name: ref[name] for name in (*NUMERIC, *CATEGORICAL)}
-    levels: dict[tuple[str, str | None], list[tuple[float, str]]] = {}
+    keys: dict[tuple[str, str | None], PolicyKey] = {}
+    expected_events: dict[tuple[str, str | None], list[tuple[str, str, float]]] = {}
+    # Where static bands would have fired a warning: a PSI from under 0.1 into [0.1, 0.25].
+    static_warnings: set[tuple[tuple[str, str | None], float]] = set()
+    previous: dict[tuple[str, str | None], float] = {}
     for start, snap in sorted(snapshots.items()):
         rows = rows_of(stream.events, members[start])
+        psi: dict[tuple[str, str | None], float] = {}
+        pvalues: dict[str, float] = {}
         for name, ref_values in columns.items():
             expected = numpy_psi(baseline.features[name], ref_values, rows[name])
             got = snap["features"][name]["psi"]
             assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, start, got)
-            levels.setdefault(("data_drift", name), []).append((start / 1000, severity(expected)))
+            assert len(rows[name]) >= MIN_COUNT  # every data window is evidence
+            psi["data_drift", name] = expected
+            if name in NUMERIC:
+                pvalues[name] = ks_pvalue(ref_values, rows[name])
+            else:
+                reference = baseline.features[name]
+                counts = numpy_counts(reference, rows[name])
+                pvalues[name] = chi2_pvalue(numpy_counts(reference, ref_values), counts)
         expected = numpy_psi(baseline.prediction, ref["prediction"], rows["prediction"])
         assert snap["prediction"]["psi"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
-        levels.setdefault(("prediction_drift", None), []).append((start / 1000, severity(expected)))
+        psi["prediction_drift", None] = expected
+        significant = {("data_drift", n): ok for n, ok in bh_significant(pvalues).items()}
+        significant["prediction_drift", None] = (
+            ks_pvalue(ref["prediction"], rows["prediction"]) <= FDR
+        )
+        for key, value in psi.items():
+            if 0.1 <= value <= 0.25 and previous.get(key, 0.0) < 0.1:
+                static_warnings.add((key, start / 1000))
+            previous[key] = value
+            event = keys.setdefault(key, PolicyKey()).observe(
+                start / 1000, start / 1000 + 10.0, value, significant[key]
+            )
+            if event is not None:
+                expected_events.setdefault(key, []).append(event)
 
-    # Alert events: exactly the state changes of those severities, window after window.
+    # Alert events: exactly the policy's transitions, window after window.
     got_events: dict[tuple[str, str | None], list[tuple[str, str, float]]] = {}
     for a in alerts:
         key = (a["type"], a["feature"])
         got_events.setdefault(key, []).append((a["status"], a["severity"], a["window_start"]))
-    expected_events = {k: expected_transitions(v) for k, v in levels.items()}
-    expected_events = {k: v for k, v in expected_events.items() if v}
     assert got_events == expected_events
+
+    # What the policy changed over static bands, on this stream: a PSI entering the warning
+    # band (the prediction's, on its way to critical) pages nobody in that window — the
+    # minimum duration; and a PSI back under 0.1 but not under 0.08 keeps amount's alert at
+    # warning one window longer — the hysteresis.
+    alerted = {(key, start) for key, events in got_events.items() for *_, start in events}
+    assert static_warnings - alerted, "a warning must wait for a second window of data"
+    amount = got_events["data_drift", "amount"]
+    [(_, _, step_down)] = [e for e in amount if e[:2] == ("firing", "warning")]
+    step_psi = snapshots[round(step_down * 1000)]["features"]["amount"]["psi"]
+    assert 0.08 <= step_psi < 0.1, step_psi
 
     # In words: the two drifted features fire critical and resolve; the others never fire.
     fired = {a["feature"] for a in alerts if a["type"] == "data_drift"}

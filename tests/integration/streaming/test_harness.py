@@ -7,12 +7,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
 
 from agents.pane_store import owner_view
 from streams import drift
 from streams.watermarks import Watermark, combine_watermarks
 from streams.windows import WindowSpec
 
+from .expected_alerts import PolicyKey, bh_significant, chi2_pvalue
 from .harness import (
     CATEGORICAL,
     NUMERIC,
@@ -20,11 +24,9 @@ from .harness import (
     WINDOW_S,
     Windows,
     drift_stream,
-    expected_transitions,
     make_events,
     numpy_counts,
     numpy_psi,
-    severity,
 )
 
 
@@ -76,17 +78,92 @@ def test_drift_changes_only_the_drifting_features() -> None:
     assert "crypto" in {e["features"]["merchant"] for e in moved[5_000:]}
 
 
-def test_expected_transitions_are_one_event_per_change() -> None:
-    levels = [(0.0, "none"), (2.0, "warning"), (4.0, "critical"), (6.0, "critical")]
-    levels += [(8.0, "warning"), (10.0, "none"), (12.0, "none")]
-    assert expected_transitions(levels) == [
-        ("firing", "warning", 2.0),
-        ("firing", "critical", 4.0),
-        ("firing", "warning", 8.0),
-        ("resolved", "warning", 10.0),
+def events_of(key: PolicyKey, psis: list[float], significant: bool = True) -> list[Any]:
+    """Feed a key 10 s windows sliding by 2 s, as the streaming tests' windows are."""
+    out = []
+    for k, psi in enumerate(psis):
+        event = key.observe(2.0 * k, 2.0 * k + 10.0, psi, significant)
+        if event is not None:
+            out.append((k, *event[:2]))
+    return out
+
+
+def test_expected_alerts_follow_the_documented_rules() -> None:
+    # critical at once; warning only once the run reaches a window sharing no row with its
+    # first (5 slides later); not significant: nothing.
+    assert events_of(PolicyKey(), [0.3]) == [(0, "firing", "critical")]
+    assert events_of(PolicyKey(), [0.15] * 6) == [(5, "firing", "warning")]
+    assert events_of(PolicyKey(), [0.15] * 4 + [0.02]) == []
+    assert events_of(PolicyKey(), [0.3], significant=False) == []
+    # hysteresis: critical ends under 0.2, warning under 0.08; then a 5-window cooldown in
+    # which only critical may fire again.
+    assert events_of(PolicyKey(), [0.3, 0.21, 0.19, 0.081, 0.079]) == [
+        (0, "firing", "critical"),
+        (2, "firing", "warning"),
+        (4, "firing", "info"),
     ]
-    assert severity(0.0999) == "none" and severity(0.1) == "warning"
-    assert severity(0.25) == "warning" and severity(0.2501) == "critical"
+    calm = [0.3, 0.01] + [0.15] * 12
+    assert events_of(PolicyKey(), calm) == [
+        (0, "firing", "critical"),
+        (1, "resolved", "critical"),
+        (7, "firing", "warning"),  # windows 2-6 are the cooldown; the run began at 2
+    ]
+    # adaptive: a key that learnt a noisy normal raises its bands (at most x3)
+    noisy = PolicyKey(learnt=[0.02, 0.12] * 5)
+    assert noisy.bands()[1] == pytest.approx(0.07 + 2 * np.std([0.02, 0.12] * 5, ddof=1))
+
+
+def test_bh_and_chi_square_helpers_match_a_hand_computation() -> None:
+    # BH at 0.01 over 4 tests: sorted p x 4 / rank, made monotone from the top.
+    assert bh_significant({"a": 0.001, "b": 0.004, "c": 0.0075, "d": 0.5}) == {
+        "a": True,
+        "b": True,
+        "c": True,
+        "d": False,
+    }
+    assert bh_significant({"a": 0.006, "b": 0.5}) == {"a": False, "b": False}  # 0.006 > 0.005
+    ref, cur = np.array([50.0, 30.0, 20.0, 0.0]), np.array([40.0, 30.0, 20.0, 10.0])
+    expected = np.clip(ref / ref.sum(), 1e-4, 1) / np.clip(ref / ref.sum(), 1e-4, 1).sum() * 100
+    statistic = float(((cur - expected) ** 2 / expected).sum())
+    assert chi2_pvalue(ref, cur) == pytest.approx(stats.chi2.sf(statistic, 3), rel=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.01, 0.045, 0.06, 0.085, 0.12, 0.2, 0.3, 0.9]), st.booleans()),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_expected_alerts_agree_with_the_library(windows: list[tuple[float, bool]]) -> None:
+    """The test-side model and `streams.alert_policy` are two readings of one rulebook: on
+    any sequence of windows they must give the same events (as `numpy_psi` and the library
+    must give the same PSI)."""
+    from streams.alert_policy import AlertPolicy
+    from streams.alert_state import AlertTracker
+
+    tracker = AlertTracker(policy=AlertPolicy())
+    key = PolicyKey()
+    for k, (psi, significant) in enumerate(windows):
+        start = 1_795_000_000.0 + 2.0 * k
+        snapshot = {
+            "model": "m",
+            "model_version": "v",
+            "window_start": start,
+            "window_end": start + 10.0,
+            "final": True,
+            "features": {
+                "f": {"psi": psi, "ks_pvalue": 1e-9 if significant else 0.5, "count": 1000}
+            },
+        }
+        got = [
+            (e["status"], e["severity"], e["window_start"])
+            for e in tracker.observe(snapshot, start + 11.0)
+            if e["type"] == "data_drift"
+        ]
+        event = key.observe(start, start + 10.0, psi, significant)
+        assert got == ([] if event is None else [event]), (k, windows[: k + 1])
 
 
 # -- agents.pane_store.owner_view: the idle clock only runs while an owner polls ----------

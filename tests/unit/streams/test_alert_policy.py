@@ -651,3 +651,45 @@ def test_context_from_a_baseline():
         baseline_rate=2.0,
         acknowledged=frozenset({"a1"}),
     )
+
+
+def test_a_baseline_carries_its_model_s_policy_and_refuses_a_bad_one():
+    from streams.baseline import Baseline
+    from streams.errors import BaselineFormatError
+
+    policy = AlertPolicy(fdr=0.05, health=HealthPolicy(stale_warning_s=60.0))
+    baseline = Baseline("fraud", "v2", {}, alert_policy=policy)
+    again = Baseline.from_json(baseline.to_json())
+    assert again.alert_policy == policy
+    plain = orjson.loads(Baseline("fraud", "v2", {}).to_json())
+    assert plain["alert_policy"] is None
+    assert Baseline.from_dict(plain).alert_policy is None
+    del plain["alert_policy"]  # a baseline written before policies: the defaults apply
+    assert Baseline.from_dict(plain).alert_policy is None
+    for bad, message in [
+        ({"psi_warn": 0.2}, "unknown alert policy setting"),
+        ({"timing": {"for_warning": "2"}}, "whole number of windows"),
+        ({"health": {"stale_warning_s": "15m"}}, "stale_warning_s must be a positive number"),
+        ({"health": {"stale_warning_s": 7200}}, "must not exceed stale_critical_s"),
+        ({"min_drift_count": 2.5}, "min_drift_count must be a whole number"),
+        ({"fdr": "0.01"}, "fdr must be in"),
+        ([1, 2], "alert_policy must be an object"),
+    ]:
+        raw = {**orjson.loads(baseline.to_json()), "alert_policy": bad}
+        with pytest.raises(BaselineFormatError, match=message):
+            Baseline.from_dict(raw)
+
+
+def test_a_health_check_with_nothing_new_leaves_the_state_as_it_was():
+    """The evaluator checks health at every tick and stores nothing after a check that sent
+    nothing: that loses nothing only because such a check changes no byte of the state."""
+    tracker = AlertTracker(policy=AlertPolicy())
+    context = AlertContext(baseline_created_at=T0 - 10 * DAY, acknowledged=frozenset({"x"}))
+    [fired] = [e for e in tracker.observe(snap(0, 0.4), T0, context) if e["type"] == "data_drift"]
+    before = orjson.dumps(tracker.to_state())
+    for later in (1.0, 60.0, 600.0):
+        assert tracker.check_health(T0 + later, context) == []
+        assert orjson.dumps(tracker.to_state()) == before
+    assert tracker.check_health(T0 + 1000, context)  # stale: now it has something to say
+    assert orjson.dumps(tracker.to_state()) != before
+    assert fired["severity"] == "critical"
