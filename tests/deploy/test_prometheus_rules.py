@@ -9,12 +9,17 @@ structural tests need only PyYAML:
   sections an on-call engineer needs;
 - every rule is exercised by a promtool unit test that expects it to fire AND by one where
   it must stay quiet (a rule is told apart from its siblings by its static labels);
-- every metric a rule or a test reads is exported by agents/metrics.py today, or is one of
-  the planned metrics listed here (issue 4, the proposals of deploy/prometheus, external).
+- every metric a rule or a test reads is exported by a worker today (agents/metrics.py,
+  agents/performance_metrics.py), or is one of the planned metrics listed here (the
+  proposals of deploy/prometheus, external);
+- the promtool tests feed the series shapes a worker really exports: the label names of each
+  input series are the exported ones plus ``job`` and ``instance``, histogram buckets use the
+  exporter's ``le`` values, and the label matchers of rules name labels the metric has.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -67,19 +72,19 @@ REQUIRED_ALERTS = {
 }
 # Metrics that rules may read although no worker exports them yet.
 PLANNED_METRICS = {
-    # issue 4 (ground truth)
-    "ml_model_accuracy": "issue 4",
-    "ml_segment_accuracy": "issue 4",
-    "ml_demographic_parity_ratio": "issue 4",
-    "ml_label_delay_seconds_bucket": "issue 4 (histogram)",
-    "ml_label_delay_seconds_count": "issue 4 (histogram)",
     # proposed by deploy/prometheus/rules
-    "ml_model_baseline_accuracy": "proposed: the baseline's accuracy per model version",
-    "ml_label_expected_delay_seconds": "proposed: expected label delay per model",
     "ml_feature_baseline_missing_rate": "proposed: the reference's missing rate per feature",
     # outside undertow
     "kafka_consumergroup_lag": "kafka-exporter",
     "up": "Prometheus",
+}
+# Input series of promtool tests that deliberately do not have an exported shape:
+# (test file, test name) -> why.
+HYPOTHETICAL_SHAPES = {
+    (
+        "data-drift.yml",
+        "with a model_version label on the feature gauges, alerts are per version",
+    ): "the feature gauges may gain model_version; the rules group by it already",
 }
 RUNBOOK_SECTIONS = (
     "What it means",
@@ -334,12 +339,27 @@ def test_every_rule_file_is_loaded_by_a_unit_test() -> None:
 # -------------------------------------------------------------------------- metrics
 
 
-def _exported_metric_names() -> set[str]:
-    """Sample names a worker exposes today, from agents/metrics.py on a fresh registry."""
+@dataclass(frozen=True)
+class Exported:
+    """One exported sample name: its label names and, for a histogram bucket, its ``le``s."""
+
+    labels: frozenset[str]
+    le: frozenset[str]
+
+
+@functools.cache
+def _exposition() -> dict[str, Exported]:
+    """Sample name -> its shape, as a worker exposes it (agents/metrics.py and
+    agents/performance_metrics.py on a fresh registry, fed one of everything: a drift window,
+    traffic, label outcomes and delays, and a performance window built by streams from a
+    binary model with a protected attribute and an expected label delay)."""
     import numpy as np
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
 
     from agents.metrics import WorkerMetrics
+    from streams.baseline import Baseline
+    from streams.outcome_snapshot import evaluate_outcomes
+    from streams.outcomes import OutcomePane
 
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry=registry)
@@ -368,12 +388,45 @@ def _exported_metric_names() -> set[str]:
     metrics.late.labels("m").inc()
     metrics.alerts.labels("data_drift", "warning").inc()
     metrics.evaluations.labels("m", "true").inc()
-    text = generate_latest(registry).decode()
-    return {
-        line.split("{")[0].split(" ")[0]
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
+    metrics.labels.count("m", "joined", 2)
+    metrics.labels.observe_delay("m", np.array([30.0, 7200.0]))
+
+    baseline = Baseline(
+        "m",
+        "v1",
+        {},
+        task="binary",
+        performance={"accuracy": 0.8},
+        protected=["gender"],
+        min_labelled=1,
+        min_group_size=1,
+        expected_label_delay_s=3600.0,
+    )
+    rng = np.random.default_rng(0)
+    n = 400
+    scores = rng.uniform(size=n).tolist()
+    actual = (rng.uniform(size=n) < np.array(scores)).astype(float).tolist()
+    segments = [{"gender": "fm"[i % 2], "region": "ns"[i % 3 % 2]} for i in range(n)]
+    pane = OutcomePane.empty(baseline)
+    pane.count_predictions(scores, segments)
+    pane.join(scores, actual, np.full(n, 60.0), segments)
+    snapshot = evaluate_outcomes(baseline, pane, 0.0, 3600.0, True, input_psi_max=0.01)
+    metrics.performance.update(snapshot)
+
+    out: dict[str, Exported] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            old = out.get(sample.name)
+            le = {sample.labels["le"]} if "le" in sample.labels else set()
+            out[sample.name] = Exported(
+                frozenset(sample.labels) | (old.labels if old else frozenset()),
+                frozenset(le) | (old.le if old else frozenset()),
+            )
+    return out
+
+
+def _exported_metric_names() -> set[str]:
+    return set(_exposition())
 
 
 _METRIC_TOKEN = re.compile(r"(?<![\w:.\"])((?:ml|kafka)_[a-zA-Z0-9_]+|up(?=\{)|undertow:[\w:]+)")
@@ -404,6 +457,79 @@ def test_rules_and_tests_read_only_known_metrics() -> None:
             if name not in known and name not in recorded:
                 unknown.append(f"{where}: {name}")
     assert not unknown, "metrics neither exported nor planned:\n" + "\n".join(unknown)
+
+
+_SERIES = re.compile(r"^\s*([a-zA-Z_:][\w:]*)\s*(?:\{(.*)\})?\s*$", re.S)
+_MATCHER = re.compile(r'(\w+)\s*(?:=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+#: Labels Prometheus attaches to every scraped series.
+TARGET_LABELS = frozenset({"job", "instance"})
+
+
+def _parse_series(text: str) -> tuple[str, dict[str, str]]:
+    m = _SERIES.match(text)
+    assert m is not None, f"not a series: {text!r}"
+    return m.group(1), dict(_MATCHER.findall(m.group(2) or ""))
+
+
+def test_unit_tests_feed_the_series_shapes_a_worker_exports() -> None:
+    """A promtool test that feeds a label a worker does not export (or lacks one it does)
+    can pass against a rule that never fires on real data."""
+    exposition = _exposition()
+    problems = []
+    for path in _unit_test_files():
+        for group in _load(path)["tests"]:
+            if (path.name, group.get("name")) in HYPOTHETICAL_SHAPES:
+                continue
+            buckets: dict[tuple[str, tuple[tuple[str, str], ...]], set[str]] = {}
+            for series in group.get("input_series", []):
+                name, labels = _parse_series(series["series"])
+                shape = exposition.get(name)
+                if shape is None:
+                    continue  # planned, recorded or external: not a worker's series
+                if "le" in labels:
+                    rest = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+                    buckets.setdefault((name, rest), set()).add(labels["le"])
+                want = shape.labels | TARGET_LABELS
+                if set(labels) != want:
+                    problems.append(
+                        f"{path.name} [{group.get('name')}]: {name} with labels "
+                        f"{sorted(labels)}, a worker exports {sorted(shape.labels)} "
+                        "(plus job, instance)"
+                    )
+                if "le" in labels and labels["le"] not in shape.le:
+                    problems.append(
+                        f"{path.name} [{group.get('name')}]: {name} le={labels['le']!r} is "
+                        f"not an exported bucket bound {sorted(shape.le, key=_le_key)}"
+                    )
+            for (name, rest), les in buckets.items():
+                if les != exposition[name].le:
+                    missing = sorted(exposition[name].le - les, key=_le_key)
+                    problems.append(
+                        f"{path.name} [{group.get('name')}]: {name}{dict(rest)} lacks the "
+                        f"buckets {missing} a worker exports"
+                    )
+    assert not problems, "\n".join(problems)
+    used = set(HYPOTHETICAL_SHAPES)
+    names = {(p.name, group.get("name")) for p in _unit_test_files() for group in _load(p)["tests"]}
+    assert used <= names, f"HYPOTHETICAL_SHAPES names tests that do not exist: {used - names}"
+
+
+def _le_key(le: str) -> float:
+    return float(le)
+
+
+def test_rule_matchers_name_labels_the_metric_has() -> None:
+    exposition = _exposition()
+    problems = []
+    for where, expr in _expressions():
+        for name, body in re.findall(r"(?<![\w:])([a-zA-Z_][\w]*)\s*\{([^}]*)\}", expr):
+            shape = exposition.get(name)
+            if shape is None:
+                continue
+            for label, _ in _MATCHER.findall(body):
+                if label not in shape.labels | TARGET_LABELS:
+                    problems.append(f"{where}: {name} has no label {label!r}")
+    assert not problems, "\n".join(problems)
 
 
 def test_prometheus_config_scrapes_workers_and_sends_to_alertmanager() -> None:

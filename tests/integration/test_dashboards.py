@@ -9,17 +9,27 @@ the provisioning files point Grafana at the dashboards and Prometheus, and every
 parses (promtool).
 
 For real (integration): a real ``undertow worker`` (tests/integration/streaming/harness.py)
-consumes a real stream — a registered baseline, ~24 s of events ending in drift, a few
-invalid messages and a late event — while Debian's Prometheus scrapes its /metrics every
-second and evaluates deploy/prometheus/rules (the recording rule the window panels read
-through, and the alerts the "Firing alerts" panel lists). Then every target of every panel
-is evaluated through the Prometheus HTTP API with the template variables substituted, once
-with the test's model, version and features selected and once with "All": a query that is
-invalid, or that returns no series, fails the test — unless it reads a PLANNED metric, in
-which case it must still parse (a valid query on missing series succeeds with an empty
-result) and must still be empty (when a planned metric appears, move it out of PLANNED so
-its panels are checked for data). The variables' own ``label_values`` queries must return
-the test's model, version and features.
+consumes a real stream — a registered baseline with ground truth (a target, so it has an
+accuracy; a protected attribute; an expected label delay), ~24 s of events carrying
+segments (gender, region) and ending in drift, most of them followed by their label a few
+seconds later, a few labels for predictions that never existed, a few invalid messages and a
+late event — with the label settings of the streaming tests (10 s performance windows), while
+Debian's Prometheus scrapes its /metrics every second and evaluates deploy/prometheus/rules
+(the recording rule the window panels read through, and the alerts the "Firing alerts" panel
+lists). Then every target of every panel is evaluated through the Prometheus HTTP API with
+the template variables substituted, once with the test's model, version and features
+selected and once with "All": a query that is invalid, or that returns no series, fails the
+test — unless it reads a PLANNED metric, in which case it must still parse (a valid query on
+missing series succeeds with an empty result) and must still be empty (when a planned metric
+appears, move it out of PLANNED so its panels are checked for data). Every label a legend
+shows must be on every series the query returns (a ``by (model_version)`` over a gauge that
+has no such label gives a series, but an empty legend); the panels of EXPECTED_LABELS must
+show the label values the stream implies (segments, the protected attribute, label
+outcomes, dead-letter reasons, performance metrics), and those of VALUE_BOUNDS values in
+range (the baseline's accuracy and expected label delay exactly). The variables' own
+``label_values`` queries must return the test's model, version and features. Every rule
+Prometheus loaded must be healthy on these series, and the ground-truth alerts' expressions,
+thresholds taken out, must join the real series into the label sets of GROUND_TRUTH_ALERTS.
 
 Prometheus comes from the Debian package ``prometheus``; without it (or without promtool)
 these tests skip on a developer machine and fail on CI (tests/conftest.py ``skip_or_fail``).
@@ -27,6 +37,7 @@ these tests skip on a developer machine and fail on CI (tests/conftest.py ``skip
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -49,14 +60,6 @@ TARGETS = grafana.targets(DASHBOARDS)
 #: Metrics panels may read although nothing in the test stack exports them yet. Their queries
 #: must parse, and must come back empty (see the module docstring).
 PLANNED: dict[str, str] = {
-    "ml_model_accuracy": "issue 4 (ground truth): accuracy per model version, not exported yet",
-    "ml_model_baseline_accuracy": (
-        "proposed in deploy/prometheus/rules/model-quality.yml: the baseline's accuracy"
-    ),
-    "ml_label_delay_seconds_bucket": "issue 4: label delay histogram, not exported yet",
-    "ml_label_delay_seconds_count": "issue 4: label delay histogram, not exported yet",
-    "ml_segment_accuracy": "issue 4: accuracy per segment, not exported yet",
-    "ml_demographic_parity_ratio": "issue 4: parity ratio per protected attribute, not exported",
     "kafka_consumergroup_lag": (
         "a kafka-exporter (job kafka-exporter of deploy/prometheus/prometheus.yml), not part "
         "of the test stack"
@@ -92,8 +95,63 @@ STEP_S = 2.0  # query_range step
 #: categorical, so that per-type figures (out of range, unseen) are selected too.
 SELECTED_FEATURES = ("amount", "merchant")
 
-DATA_TIMEOUT_S = 120.0  # bound on waiting until every panel has data (~25 s here)
+DATA_TIMEOUT_S = 120.0  # bound on waiting until every panel has data (~2 s after the feed here)
 PROMETHEUS_START_S = 30.0
+
+# Ground truth of the test stream.
+EXPECTED_LABEL_DELAY_S = 1.5  # the baseline's expected_label_delay_s
+LABELLED_SHARE = 0.85  # predictions that get a label
+MAX_LABEL_DELAY_S = 5.0  # event time; below the label TTL of LABEL_SETTINGS (8 s)
+ORPHANS = 5  # labels for predictions that never existed
+GENDERS = ("f", "m")  # protected
+REGIONS = ("north", "south", "east")  # a segment attribute only
+
+MODEL_DASHBOARD = "undertow / Model"
+#: (dashboard, panel, refId) → label → (values, exact): the values the stream implies must all
+#: be there (and nothing else when exact) — with the test's selection and with "All".
+EXPECTED_LABELS: dict[tuple[str, str, str], dict[str, tuple[frozenset[str], bool]]] = {
+    (MODEL_DASHBOARD, "Segment accuracy", "A"): {
+        "attribute": (frozenset({"gender", "region"}), True),
+        "segment": (frozenset(GENDERS + REGIONS), True),
+    },
+    (MODEL_DASHBOARD, "Demographic parity", "A"): {"attribute": (frozenset({"gender"}), True)},
+    (MODEL_DASHBOARD, "Equalized odds", "A"): {
+        "attribute": (frozenset({"gender"}), True),
+        "rate": (frozenset({"tpr", "fpr"}), True),
+    },
+    (MODEL_DASHBOARD, "Labels by outcome", "A"): {
+        "outcome": (frozenset({"joined", "orphan"}), False),
+    },
+    (MODEL_DASHBOARD, "Performance metrics", "A"): {
+        "metric": (frozenset({"accuracy", "precision", "recall", "f1", "auc"}), False),
+    },
+    (MODEL_DASHBOARD, "Loss and error metrics", "A"): {"metric": (frozenset({"log_loss"}), True)},
+    ("undertow / Operations", "Dead letters by reason", "A"): {
+        "reason": (
+            frozenset(
+                {"not_json", "not_object", "unknown_model", "bad_timestamp", "late"}
+                | {"unknown_prediction"}
+            ),
+            False,
+        ),
+    },
+}
+#: (dashboard, panel, refId) → (low, high): every value the query returns lies in between.
+VALUE_BOUNDS: dict[tuple[str, str, str], tuple[float, float]] = {
+    (MODEL_DASHBOARD, "Accuracy vs baseline", "A"): (0.0, 1.0),
+    (MODEL_DASHBOARD, "Performance metrics", "A"): (0.0, 1.0),
+    (MODEL_DASHBOARD, "Label coverage", "A"): (0.0, 1.0),
+    # Judged windows only: at least the baseline's min_labelled (100) labels.
+    (MODEL_DASHBOARD, "Label coverage", "C"): (100.0, float("inf")),
+    # Every delay is within the first bucket (60 s).
+    (MODEL_DASHBOARD, "Label delay", "A"): (0.0, 60.0),
+    (MODEL_DASHBOARD, "Label delay", "B"): (0.0, 60.0),
+    (MODEL_DASHBOARD, "Label delay", "C"): (EXPECTED_LABEL_DELAY_S, EXPECTED_LABEL_DELAY_S),
+    (MODEL_DASHBOARD, "Segment accuracy", "A"): (0.0, 1.0),
+    (MODEL_DASHBOARD, "Demographic parity", "A"): (0.0, 1.0),
+    (MODEL_DASHBOARD, "Equalized odds", "A"): (0.0, 1.0),
+    (MODEL_DASHBOARD, "Concept drift", "A"): (0.0, 1.0),
+}
 
 
 def planned_metrics(target: Target) -> set[str]:
@@ -342,10 +400,13 @@ def prometheus_bin(service_unavailable: Callable[[str], NoReturn]) -> str:
 class Stack:
     """A worker, the Prometheus that scrapes it, and what the checks need to know."""
 
-    def __init__(self, worker: Any, prometheus: PrometheusServer, prefix: str) -> None:
+    def __init__(
+        self, worker: Any, prometheus: PrometheusServer, prefix: str, baseline: Any
+    ) -> None:
         self.worker = worker
         self.prometheus = prometheus
         self.prefix = prefix
+        self.baseline = baseline
 
     @property
     def consumer_group(self) -> str:
@@ -366,6 +427,39 @@ class Stack:
         return self.prometheus.query_range(expr, start, end, STEP_S)
 
 
+def make_labelled_baseline(tmp: Path, rows: int = 20_000) -> Any:
+    """The synthetic credit model's baseline (as `harness.make_baseline` builds it) with what
+    ground truth needs: a target column, so the baseline has an accuracy to compare with; a
+    protected attribute (gender), whose groups the worker compares for fairness; and the
+    label delay the model expects."""
+    import numpy as np
+
+    from streams.baseline_builder import BuildOptions, build_baseline
+    from streams.tabular import TableFile
+
+    from .streaming.harness import MODEL, VERSION, reference_columns, write_csv
+
+    columns = reference_columns(rows, seed=1)
+    rng = np.random.default_rng(2)
+    # The truth is drawn from the score: a calibrated model.
+    columns["label"] = (rng.uniform(size=rows) < np.array(columns["prediction"])).astype(int)
+    columns["label"] = columns["label"].tolist()
+    columns["gender"] = rng.choice(GENDERS, rows).tolist()
+    path = write_csv(tmp / "reference.csv", columns)
+    options = BuildOptions(
+        model=MODEL,
+        version=VERSION,
+        task="binary",
+        target="label",
+        protected=["gender"],
+        expected_label_delay_s=EXPECTED_LABEL_DELAY_S,
+    )
+    baseline, report = build_baseline(TableFile(path), options)
+    assert report.bad == 0 and report.rows == rows
+    assert baseline.protected == ["gender"] and 0 < baseline.performance["accuracy"] < 1
+    return baseline
+
+
 @pytest.fixture
 def stack(
     kafka_bootstrap: str,
@@ -374,20 +468,25 @@ def stack(
     unique_name: Callable[[str], str],
     tmp_path: Path,
 ) -> Iterator[Stack]:
-    """A worker with the synthetic credit model's baseline registered, scraped every second
-    by a Prometheus that loads deploy/prometheus/rules. Both always stopped."""
-    from .streaming.harness import WorkerProcess, make_baseline, register_baseline
+    """A worker with the synthetic credit model's labelled baseline registered and the label
+    settings of the streaming tests (10 s performance windows), scraped every second by a
+    Prometheus that loads deploy/prometheus/rules. Both always stopped."""
+    from .streaming.harness import WorkerProcess, register_baseline
+    from .streaming.labels import LABEL_SETTINGS
 
     prefix = unique_name("dash") + "."
-    baseline, _ = make_baseline(tmp_path)
+    baseline = make_labelled_baseline(tmp_path)
     register_baseline(redis_url, prefix, baseline)
     worker = WorkerProcess(
         kafka=kafka_bootstrap,
         redis_url=redis_url,
         prefix=prefix,
         log_path=tmp_path / "worker.log",
-        # Faust's data directory, which defaults to the working directory (the repo root).
-        settings={"FAUST_DATADIR": str(tmp_path / "faust-data")},
+        settings={
+            **LABEL_SETTINGS,
+            # Faust's data directory, which defaults to the working directory (the repo root).
+            "FAUST_DATADIR": str(tmp_path / "faust-data"),
+        },
         name="dash-w0",
     )
     prometheus: PrometheusServer | None = None
@@ -400,7 +499,7 @@ def stack(
             rule_files=[grafana.RULES / "*.yml"],
         )
         prometheus.start(timeout=PROMETHEUS_START_S)
-        yield Stack(worker, prometheus, prefix)
+        yield Stack(worker, prometheus, prefix, baseline)
     finally:
         try:
             if prometheus is not None:
@@ -409,16 +508,72 @@ def stack(
             worker.stop()
 
 
+def with_labels(stream: Any, seed: int) -> list[tuple[float, str, dict[str, Any]]]:
+    """(event time to send at, topic kind, message) for ``stream``: every prediction gets
+    segments (gender, region); most get their label (drawn from the score) some seconds of
+    event time later; a few labels name predictions that never existed (orphans). In send
+    order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    timeline: list[tuple[float, int, str, dict[str, Any]]] = []
+    for i, e in enumerate(stream.events):
+        e["segments"] = {"gender": str(rng.choice(GENDERS)), "region": str(rng.choice(REGIONS))}
+        timeline.append((e["timestamp"], 2 * i, "predictions", e))
+        if rng.uniform() < LABELLED_SHARE:
+            delay = min(float(rng.exponential(EXPECTED_LABEL_DELAY_S)), MAX_LABEL_DELAY_S)
+            label = {
+                "prediction_id": e["prediction_id"],
+                "model": e["model"],
+                "actual": float(rng.uniform() < e["prediction"]),
+                "timestamp": e["timestamp"] + delay,
+            }
+            timeline.append((label["timestamp"], 2 * i + 1, "labels", label))
+    span = stream.events[-1]["timestamp"] - stream.t0
+    for k in range(ORPHANS):
+        at = stream.t0 + span * (k + 1) / (2 * ORPHANS + 2)  # in the first half
+        ghost = {"prediction_id": f"ghost-{k}", "model": stream.events[0]["model"]}
+        timeline.append((at, -1, "labels", {**ghost, "actual": 1.0, "timestamp": at}))
+    timeline.sort(key=lambda x: (x[0], x[1]))
+    return [(at, kind, message) for at, _, kind, message in timeline]
+
+
+def publish_timeline(
+    bootstrap: str,
+    prefix: str,
+    timeline: list[tuple[float, str, dict[str, Any]]],
+    t0: float,
+    speed: float,
+) -> None:
+    """Send predictions and labels with undertow's publisher, paced like `harness.publish`:
+    a message due at event time ``t`` leaves ``(t - t0) / speed`` s after the start."""
+    from agents.producer import PredictionPublisher
+    from agents.settings import Topics
+
+    with PredictionPublisher(
+        bootstrap, topics=Topics(prefix), batch_size=50, linger_s=0.05
+    ) as publisher:
+        begin = time.monotonic()
+        for i, (at, kind, message) in enumerate(timeline):
+            if i % 50 == 0:
+                ahead = (at - t0) / speed - (time.monotonic() - begin)
+                if ahead > 0:
+                    time.sleep(min(ahead, 1.0))
+            publisher.send_raw(kind, dict(message))
+
+
 def feed(bootstrap: str, prefix: str) -> None:
     """~24 s of event time for the credit model ending in drift (amount x2.5, a new merchant
-    category), published at 4x real time; then invalid messages and one late event."""
+    category), with segments and delayed labels (`with_labels`), published at 4x real time;
+    then invalid messages and one late event."""
     import orjson
     from kafka import KafkaProducer
 
-    from .streaming.harness import drift_stream, make_events, publish
+    from .streaming.harness import drift_stream, make_events
 
     stream = drift_stream(n=4_800, span_s=24, speed=4.0, drift_s=(10, 24), seed=11)
-    publish(bootstrap, prefix, stream)
+    assert stream.speed is not None
+    publish_timeline(bootstrap, prefix, with_labels(stream, seed=21), stream.t0, stream.speed)
     now_ms = round(time.time() * 1000)
     extra = make_events([now_ms - 1_000, now_ms - 1_000], seed=12, id_prefix="bad-")
     bad = [
@@ -441,9 +596,127 @@ def feed(bootstrap: str, prefix: str) -> None:
         producer.close(timeout=10)
 
 
+#: The alerts that read ground truth → (series, label names) their expression gives on the
+#: test stream once its thresholds are taken out (`without_thresholds`): the joins of each
+#: rule must match the label sets the worker really exports. The stream's baseline has an
+#: accuracy, so MonitorBaselineMissing must give nothing.
+GROUND_TRUTH_ALERTS: dict[str, tuple[int, frozenset[str]]] = {
+    "ModelAccuracyDrop": (1, frozenset({"job", "model_name", "model_version"})),
+    "SegmentAccuracyDrop": (
+        len(GENDERS) + len(REGIONS),
+        frozenset({"job", "model_name", "attribute", "segment"}),
+    ),
+    "FairnessViolation": (1, frozenset({"job", "model_name", "attribute"})),
+    "LabelDelayHigh": (1, frozenset({"job", "model_name"})),
+    "LabelsNotArriving": (1, frozenset({"job", "model_name"})),
+    "MonitorBaselineMissing": (0, frozenset()),
+}
+
+
+def without_thresholds(expr: str) -> str:
+    """``expr`` with every comparison outside label matchers turned into a ``bool`` one, so
+    that it gives a series (0 or 1) for every element its joins match, whatever the values.
+
+    >>> without_thresholds('max by (a) (m{x!="1"}) - on (a) n > 0.05 and on (a) k == 0')
+    'max by (a) (m{x!="1"}) - on (a) n > bool 0.05 and on (a) k == bool 0'
+    """
+    out, depth, i = [], 0, 0
+    while i < len(expr):
+        c = expr[i]
+        if c == '"':
+            j = i + 1
+            while j < len(expr) and expr[j] != '"':
+                j += 2 if expr[j] == "\\" else 1
+            out.append(expr[i : j + 1])
+            i = j + 1
+            continue
+        depth += (c == "{") - (c == "}")
+        m = re.match(r"==|!=|>=|<=|>|<", expr[i:]) if depth == 0 else None
+        if m and not re.match(r"\s*bool\b", expr[i + m.end() :]):
+            out.append(m.group() + " bool")
+            i += m.end()
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def check_ground_truth_rules(stack: Stack, end: float) -> list[str]:
+    """Every rule Prometheus loaded is healthy on the real series (a join that matches
+    several series on one side fails at evaluation, not at load), and the ground-truth
+    alerts' expressions without thresholds give the series GROUND_TRUTH_ALERTS says."""
+    problems = []
+    for rule in stack.prometheus.rules():
+        if rule.get("health") != "ok":
+            error = rule.get("lastError")
+            problems.append(f"rule {rule.get('name')}: health {rule.get('health')} {error}")
+    seen = set()
+    for path in sorted(grafana.RULES.glob("*.yml")):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                name = rule.get("alert")
+                if name not in GROUND_TRUTH_ALERTS:
+                    continue
+                seen.add(name)
+                count, labels = GROUND_TRUTH_ALERTS[name]
+                where = f"{path.name} {name}{rule.get('labels')}"
+                result = stack.prometheus.query(without_thresholds(rule["expr"]), at=end)
+                if not result.ok:
+                    problems.append(f"{where}: {result.error}")
+                    continue
+                got = [frozenset(s["metric"]) for s in result.series]
+                if len(got) != count or any(g != labels for g in got):
+                    metrics = [s["metric"] for s in result.series]
+                    problems.append(f"{where}: {metrics}, want {count} with {sorted(labels)}")
+    if seen != GROUND_TRUTH_ALERTS.keys():
+        problems.append(f"no rule for {sorted(GROUND_TRUTH_ALERTS.keys() - seen)}")
+    return problems
+
+
+def _values_of(series: Mapping[str, Any]) -> list[float]:
+    if "values" in series:  # a range query
+        return [float(v) for _, v in series["values"]]
+    return [float(series["value"][1])]
+
+
+def check_result(stack: Stack, target: Target, result: Result) -> list[str]:
+    """What is wrong with the answer to a live (not PLANNED) target: invalid, no series,
+    a legend label some series lacks, label values the stream implies missing (or extra
+    ones), values out of bounds. Empty when all is well."""
+    if not result.ok:
+        return [f"invalid query: {result.error}"]
+    if not result.series:
+        return ["no series"]
+    problems = []
+    metrics = [s.get("metric", {}) for s in result.series]
+    for label in sorted(grafana.legend_labels(target.legend)):
+        lacking = [m for m in metrics if not m.get(label)]
+        if lacking:
+            problems.append(f"legend shows {{{{{label}}}}} but series {lacking[0]} has none")
+    expected = EXPECTED_LABELS.get((target.dashboard, target.panel, target.ref_id), {})
+    for label, (want, exact) in expected.items():
+        got = {str(m.get(label)) for m in metrics}
+        if not want <= got or (exact and got != want):
+            problems.append(f"{label} values {sorted(got)}, want {sorted(want)}")
+    bounds = dict(VALUE_BOUNDS)
+    accuracy = float(stack.baseline.performance["accuracy"])
+    bounds[(MODEL_DASHBOARD, "Accuracy vs baseline", "B")] = (accuracy, accuracy)
+    key = (target.dashboard, target.panel, target.ref_id)
+    if key in bounds:
+        lo, hi = bounds[key]
+        for s, m in zip(result.series, metrics, strict=True):
+            # NaN is no value (a quantile or ratio over no traffic): Grafana shows a gap.
+            bad = [v for v in _values_of(s) if not math.isnan(v) and not lo <= v <= hi]
+            if bad:
+                problems.append(f"{m}: values {bad[:3]} outside [{lo}, {hi}]")
+                break
+    return problems
+
+
 def wait_for_every_panel(stack: Stack, live: list[Target], timeout: float) -> list[str]:
-    """Poll until every non-planned target has series (bounded): the ones that still have
-    none. An invalid query ends the wait at once: waiting cannot fix it."""
+    """Poll until every non-planned target passes `check_result` with the test's selection
+    (bounded): the ones that still do not. An invalid query ends the wait at once: waiting
+    cannot fix it."""
     deadline = time.monotonic() + timeout
     missing: list[str] = []
     for _ in range(int(timeout) + 1):
@@ -453,8 +726,9 @@ def wait_for_every_panel(stack: Stack, live: list[Target], timeout: float) -> li
         for t in live:
             values = _values(DASHBOARDS[t.file], all_values=False, consumer_group="-")
             result = stack.run(t, values, end)
-            if not result.ok or not result.series:
-                missing.append(f"{t.id}: {result}")
+            problems = check_result(stack, t, result)
+            if problems:
+                missing.append(f"{t.id}: {'; '.join(problems)}")
                 invalid |= not result.ok
         if not missing or invalid or time.monotonic() >= deadline:
             break
@@ -474,10 +748,16 @@ def test_every_panel_query_returns_series_from_a_real_worker(
     live = [t for t in TARGETS if not planned_metrics(t)]
     planned = [t for t in TARGETS if planned_metrics(t)]
     assert live and planned
+    checked = {(t.dashboard, t.panel, t.ref_id) for t in live}
+    assert EXPECTED_LABELS.keys() <= checked, EXPECTED_LABELS.keys() - checked
+    assert VALUE_BOUNDS.keys() <= checked, VALUE_BOUNDS.keys() - checked
     missing = wait_for_every_panel(stack, live, DATA_TIMEOUT_S)
     waited = time.monotonic() - started
     assert not missing, (
-        f"after {waited:.0f} s, panels without data:\n" + "\n".join(missing) + "\n" + stack.logs()
+        f"after {waited:.0f} s, panels without (the right) data:\n"
+        + "\n".join(missing)
+        + "\n"
+        + stack.logs()
     )
 
     failures = []
@@ -492,13 +772,16 @@ def test_every_panel_query_returns_series_from_a_real_worker(
             planned_here = planned_metrics(t)
             if not result.ok:
                 failures.append(f"[{selection}] {t.id}: invalid query: {result.error}")
-            elif not planned_here and not result.series:
-                failures.append(f"[{selection}] {t.id}: no series")
-            elif planned_here and result.series:
+            elif not planned_here:
+                problems = check_result(stack, t, result)
+                failures.extend(f"[{selection}] {t.id}: {p}" for p in problems)
+            elif result.series:
                 failures.append(
                     f"[{selection}] {t.id}: reads {sorted(planned_here)}, PLANNED, but returns "
                     "data: move them out of PLANNED"
                 )
+
+    failures.extend(check_ground_truth_rules(stack, end))
 
     # The variables' own queries list what the panels were evaluated with.
     chosen = {"model": {MODEL}, "version": {VERSION}, "feature": set(SELECTED_FEATURES)}

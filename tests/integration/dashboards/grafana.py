@@ -25,7 +25,8 @@ DASHBOARDS = GRAFANA / "dashboards"
 PROVISIONING = GRAFANA / "provisioning"
 RUNBOOKS_README = ROOT / "docs" / "runbooks" / "README.md"
 RULES = ROOT / "deploy" / "prometheus" / "rules"
-METRICS_SOURCE = ROOT / "agents" / "metrics.py"
+#: Where the workers' metrics are defined: every ``"ml_…"`` string in them is a metric name.
+METRICS_SOURCES = (ROOT / "agents" / "metrics.py", ROOT / "agents" / "performance_metrics.py")
 
 #: The dashboard files issue 5 asks for.
 DASHBOARD_FILES = ("undertow-overview.json", "undertow-model.json", "undertow-operations.json")
@@ -67,6 +68,7 @@ class Target:
     ref_id: str
     expr: str
     instant: bool
+    legend: str = ""
 
     @property
     def id(self) -> str:
@@ -88,9 +90,19 @@ def targets(dashboards: Mapping[str, Mapping[str, Any]]) -> list[Target]:
                         expr=str(t.get("expr", "")),
                         # Grafana runs an instant query when only "instant" is set.
                         instant=bool(t.get("instant")) and not t.get("range", False),
+                        legend=str(t.get("legendFormat") or ""),
                     )
                 )
     return out
+
+
+def legend_labels(legend: str) -> set[str]:
+    """The series labels a legend format shows.
+
+    >>> sorted(legend_labels("{{attribute}}={{ segment }} {{model_version}}"))
+    ['attribute', 'model_version', 'segment']
+    """
+    return set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
 
 
 def used_variables(text: str) -> set[str]:
@@ -154,8 +166,11 @@ def metric_names(expr: str) -> set[str]:
 
 
 def exported_metrics() -> set[str]:
-    """Metric names agents/metrics.py registers (histograms with their series suffixes)."""
-    names = set(re.findall(r'"(ml_[a-z0-9_]+)"', METRICS_SOURCE.read_text(encoding="utf-8")))
+    """Metric names the workers register (agents/metrics.py, agents/performance_metrics.py),
+    histograms with their series suffixes."""
+    names: set[str] = set()
+    for path in METRICS_SOURCES:
+        names |= set(re.findall(r'"(ml_[a-z0-9_]+)"', path.read_text(encoding="utf-8")))
     out = set(names)
     for name in names:
         if name.endswith("_total"):

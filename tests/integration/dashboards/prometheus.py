@@ -238,6 +238,16 @@ class PrometheusServer:
     def series(self, match: str, start: float, end: float) -> Result:
         return self.api("series", {"match[]": match, "start": f"{start:.3f}", "end": f"{end:.3f}"})
 
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule Prometheus loaded, with its ``health`` and ``lastError`` (raises
+        PrometheusError when the API does not answer with them)."""
+        url = f"{self.url}/api/v1/rules"
+        with urllib.request.urlopen(url, timeout=15) as response:
+            doc = json.loads(response.read())
+        if doc.get("status") != "success":
+            raise PrometheusError(f"/api/v1/rules: {doc}")
+        return [r for g in doc["data"]["groups"] for r in g["rules"]]
+
     def metric_names(self) -> set[str]:
         result = self.api("label/__name__/values", {}, post=False)
         return {str(n) for n in result.series} if result.ok else set()
