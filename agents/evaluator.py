@@ -308,10 +308,16 @@ class Evaluator:
         def observe(tracker: AlertTracker, context: AlertContext) -> Alerts:
             return tracker.observe(snapshot, emitted_at, context)
 
-        # Only final snapshots move alerts (the tracker ignores the others), and each one
-        # moves the state even when it sends nothing: durations, histories, the last window.
+        # Final drift snapshots move alerts, and each one moves the state even when it sends
+        # nothing: durations, histories, the last window. So do performance snapshots with
+        # enough labels, final or not: a performance window is final only a label TTL (a
+        # month) after it, and ground truth that arrived is worth acting on now.
+        judged = snapshot.get("final") or (
+            snapshot.get("kind") == "performance"
+            and (snapshot.get("performance") or {}).get("status") == "ok"
+        )
         change: AlertChange | Literal["busy"] | None = None
-        if snapshot.get("final"):
+        if judged:
             change = await asyncio.to_thread(
                 self._alert_change, baseline, observe, store_silent=True
             )

@@ -36,6 +36,8 @@ from typing import Any
 import orjson
 import redis
 
+from agents.pane_store import owner_view
+
 SEP = "\x1f"
 
 #: A live pending bucket: model, start (ms), width (ms), the label TTL it was made for (ms).
@@ -250,9 +252,18 @@ class JoinStore:
             pipe.hmget(self.outcomes_key(partition), fields)
         return [v for row in pipe.execute() for v in row if v is not None]
 
-    def label_watermarks(self) -> dict[int, dict[str, int | None]]:
+    def label_watermarks(self, now_ms: int | None = None) -> dict[int, dict[str, int | None]]:
+        """Every labels partition's watermark state; with ``now_ms``, as its owner last saw it
+        (`agents.pane_store.owner_view`, with the heartbeat the same owner writes for the
+        predictions partition): a dead or stalled owner's partition does not go idle."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.watermarks_key)
+        pipe.hgetall(f"{self.ns}:heartbeats")
+        raw, beats = pipe.execute()
+        heartbeats = {int(k): int(v) for k, v in beats.items()}
         return {
-            int(k): orjson.loads(v) for k, v in self.client.hgetall(self.watermarks_key).items()
+            int(k): owner_view(orjson.loads(v), heartbeats.get(int(k)), now_ms)
+            for k, v in raw.items()
         }
 
     def take_dirty(self, limit: int = 10_000) -> list[OutcomeKey]:

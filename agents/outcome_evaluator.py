@@ -123,7 +123,8 @@ class OutcomeEvaluator:
     def _final_watermark(self, watermark: int, now_ms: int) -> int:
         """How far performance windows may be final: the predictions watermark, held back
         by the labels' (a lagging labels partition still carries joinable labels)."""
-        marks = [Watermark.from_state(s) for s in self.store.label_watermarks().values()]
+        states = self.store.label_watermarks(now_ms)
+        marks = [Watermark.from_state(s) for s in states.values()]
         labels = combine_watermarks(marks, now_ms) if marks else None
         return watermark if labels is None else min(watermark, labels)
 

@@ -119,4 +119,4 @@ def unacknowledged(
 
 
 def _key_order(k: AlertKey) -> tuple[str, str, str, str, str]:
-    return (k.model, k.model_version, k.type, k.feature or "", k.check or "")
+    return (k.model, k.model_version, k.type, k.feature or "", (k.check or "") + (k.segment or ""))

@@ -51,6 +51,7 @@ from streams.alert_config import (
 )
 from streams.alert_drift import drift_observations
 from streams.alert_health import health_observations
+from streams.alert_outcomes import outcome_observations
 from streams.alert_performance import (
     accuracy_observations,
     latency_observations,
@@ -213,6 +214,11 @@ class AlertPolicy:
         """
         context = context or AlertContext()
         model, version = str(snapshot["model"]), str(snapshot["model_version"])
+        if snapshot.get("kind") == "performance":  # a performance window: ground truth only
+            return [
+                *accuracy_observations(self, model, version, snapshot, context),
+                *outcome_observations(self, model, version, snapshot, context),
+            ]
         return [
             *drift_observations(self, snapshot),
             *accuracy_observations(self, model, version, snapshot, context),

@@ -65,12 +65,15 @@ class AlertKey:
     type: str
     feature: str | None
     check: str | None = None  # which monitor_health check (baseline_age, stale_window, ...)
+    segment: str | None = None  # a cohort ("region=south") or a protected attribute
 
     def alert_id(self, window_start: float) -> str:
         """Deterministic id of the alert that fired for this key in the given window."""
         parts: list[str | None] = [self.model, self.model_version, self.type, self.feature]
         if self.check is not None:  # keys without a check keep the ids they always had
             parts.append(self.check)
+        if self.segment is not None:
+            parts.append(f"segment:{self.segment}")
         raw = orjson.dumps(parts)
         return hashlib.sha256(raw + repr(float(window_start)).encode()).hexdigest()[:32]
 
@@ -276,6 +279,8 @@ class AlertTracker:
             }
             if k.check is not None:
                 entry["check"] = k.check
+            if k.segment is not None:
+                entry["segment"] = k.segment
             entry.update(s.policy_state())
             keys.append(entry)
         state: dict[str, Any] = {"format": FORMAT, "keys": keys}
@@ -298,13 +303,14 @@ class AlertTracker:
             raise ValueError(f"alert state format {state.get('format')!r} is not {FORMAT!r}")
         tracker = cls(final_only=final_only, policy=policy)
         for entry in state["keys"]:
-            feature, check = entry["feature"], entry.get("check")
+            feature, check, segment = entry["feature"], entry.get("check"), entry.get("segment")
             key = AlertKey(
                 str(entry["model"]),
                 str(entry["model_version"]),
                 str(entry["type"]),
                 None if feature is None else str(feature),
                 None if check is None else str(check),
+                None if segment is None else str(segment),
             )
             key_state = KeyState(
                 severity=Severity.parse(entry["severity"]),
@@ -334,8 +340,16 @@ class AlertTracker:
         context: AlertContext | None,
     ) -> list[dict[str, Any]]:
         model, version = str(snapshot["model"]), str(snapshot["model_version"])
-        remembered = self._remember_volume(policy, snapshot, start, end)
         events: list[dict[str, Any]] = []
+        if snapshot.get("kind") == "performance":
+            # Ground truth, on its own (longer) windows: no volume memory, no staleness or
+            # coverage bookkeeping — those belong to the drift windows.
+            for obs in policy.observations(snapshot, context):
+                self._apply(policy, obs, start, end, emitted_at, events, learn=False)
+            for event in events:
+                event["emitted_at"] = emitted_at
+            return events
+        remembered = self._remember_volume(policy, snapshot, start, end)
         final = bool(snapshot.get("final", False))  # only final windows teach the history
         for obs in policy.observations(snapshot, context, volume_reference=remembered):
             self._apply(policy, obs, start, end, emitted_at, events, learn=final)
@@ -515,7 +529,7 @@ def _event(
         "model": key.model,
         "model_version": key.model_version,
         "feature": key.feature,
-        "segment": None,
+        "segment": key.segment,
         "metric": obs.metric,
         "value": obs.value,
         "threshold": threshold,
@@ -547,7 +561,7 @@ def _instant(ts: float) -> str:
 
 def _sort_key(item: tuple[AlertKey, KeyState]) -> tuple[str, str, str, str, str]:
     k = item[0]
-    return (k.model, k.model_version, k.type, k.feature or "", k.check or "")
+    return (k.model, k.model_version, k.type, k.feature or "", (k.check or "") + (k.segment or ""))
 
 
 def _runs(values: Any) -> Runs:
