@@ -29,7 +29,8 @@ LABEL_SETTINGS = {
 }
 PERF_WINDOW_MS = 10_000
 GENDERS = ("f", "m")
-REGIONS = ("north", "south", "east")
+REGIONS = ("north", "south", "east", "west")
+REGION_P = (0.32, 0.31, 0.31, 0.06)
 
 
 @dataclass
@@ -58,6 +59,10 @@ class LabelledStream(threading.Thread):
     orphan_share: float = 0.02
     misfit_share: float = 0.02
     max_delay_s: float = 3.0
+    #: In this region the truth is reversed: the model is wrong where it was right.
+    flip_region: str | None = None
+    #: Subtracted from the scores of gender "f" (lower positive rate: a parity problem).
+    female_shift: float = 0.0
     truth: dict[str, Truth] = field(default_factory=dict)
     duplicates: int = 0
     orphans: int = 0
@@ -118,14 +123,21 @@ class LabelledStream(threading.Thread):
         wall_ms = round(time.time() * 1000)
         events = make_events([wall_ms] * self.per_tick, seed=tick, id_prefix=f"t{tick}-")
         for e in events:
-            segments = {"gender": str(rng.choice(GENDERS)), "region": str(rng.choice(REGIONS))}
+            segments = {
+                "gender": str(rng.choice(GENDERS)),
+                "region": str(rng.choice(REGIONS, p=REGION_P)),
+            }
             e["segments"] = segments
+            if segments["gender"] == "f" and self.female_shift:
+                e["prediction"] = round(min(max(e["prediction"] - self.female_shift, 0.0), 1.0), 6)
             pid = e["prediction_id"]
             truth = Truth(pid, e["timestamp"], e["prediction"], segments)
             self.truth[pid] = truth
             roll = rng.uniform()
             if roll < self.labelled_share:
                 actual = float(rng.uniform() < e["prediction"])
+                if segments["region"] == self.flip_region:
+                    actual = 1.0 - actual
                 truth.actual = actual
                 label = {"prediction_id": pid, "model": e["model"], "actual": actual}
                 if rng.uniform() < self.early_share:

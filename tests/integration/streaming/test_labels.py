@@ -11,6 +11,7 @@ exact — also when the worker that owns the model's home partition is killed mi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 import zlib
@@ -246,3 +247,57 @@ def test_one_worker_and_three_give_the_same_performance_windows(
     assert {w: comparable(shared[w]) for w in windows} == {
         w: comparable(single[w]) for w in windows
     }
+
+
+def test_a_collapsing_cohort_and_an_unfair_model_raise_their_alerts(
+    kafka_bootstrap: str,
+    redis_url: str,
+    unique_name: Callable[[str], str],
+    launch: Launch,
+    reference: tuple[Any, dict[str, list[Any]]],
+) -> None:
+    """One region (6 % of traffic) gets the opposite of what the model predicts, and women's
+    scores sit lower (parity ratio ~0.65): the cohort alert and the fairness alert fire,
+    while the model as a whole stays above its baseline accuracy."""
+    from streams.alert_policy import AlertPolicy
+
+    baseline, columns = reference
+    scores = np.array(columns["prediction"])
+    accuracy = float(np.maximum(scores, 1 - scores).mean())  # calibrated scores' accuracy
+    # Women's positive rate at 0.65 of men's: shift their scores down to that quantile.
+    men_rate = float((scores >= 0.5).mean())
+    shift = float(np.quantile(scores, 1 - 0.65 * men_rate)) - 0.5
+    judged = dataclasses.replace(
+        baseline,
+        performance={"accuracy": accuracy - 0.04},  # the model as a whole beats it
+        protected=["gender"],
+        alert_policy=AlertPolicy(min_labelled=50),
+    )
+    prefix = unique_name("cohorts") + "."
+    register_baseline(redis_url, prefix, judged)
+    wait_assignment(launch(1, prefix, SETTINGS))
+    stream = LabelledStream(
+        kafka_bootstrap, [prefix], PUBLISH_S, flip_region="west", female_shift=shift
+    )
+    stream.start()
+    finish(stream)
+
+    truths = list(stream.truth.values())
+    rate = {g: np.mean([t.score >= 0.5 for t in truths if t.segments["gender"] == g]) for g in "fm"}
+    ratio = min(rate.values()) / max(rate.values())
+    assert 0.5 < ratio < 0.8, ratio  # the stream is what the test says it is
+
+    def fired(records: list[Any]) -> bool:
+        alerts = [r.json() for r in records]
+        kinds = {(a["type"], a["segment"]) for a in alerts if a["status"] == "firing"}
+        return {("accuracy_drop", "region=west"), ("fairness", "gender")} <= kinds
+
+    with TopicTail(kafka_bootstrap, prefix + "alerts") as tail:
+        records = tail.wait_for(fired, 90.0, "the cohort and fairness alerts")
+    alerts = [r.json() for r in records if r.json()["status"] == "firing"]
+    cohort = next(a for a in alerts if a["segment"] == "region=west")
+    assert cohort["severity"] == "critical" and cohort["value"] > 10
+    fairness = next(a for a in alerts if a["type"] == "fairness")
+    assert fairness["severity"] == "warning" and 0.5 < fairness["value"] < 0.8
+    overall = [a for a in alerts if a["type"] == "accuracy_drop" and a["segment"] is None]
+    assert not overall, overall
