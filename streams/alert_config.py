@@ -217,7 +217,9 @@ class AlertContext:
     expected events per second (volume vs the baseline rate). ``volume_day_ago``: the count
     of the same window one day earlier, model-wide if the evaluator has it (otherwise the
     tracker's own memory of this version's windows is used). ``acknowledged``: ids of the
-    alerts someone acknowledged.
+    alerts someone acknowledged. ``cohort_accuracy``: the training data's accuracy per
+    attribute and group, where the baseline has it (protected attributes), so a cohort is
+    judged against its own past, not against the model as a whole.
     """
 
     baseline_created_at: float | None = None
@@ -226,6 +228,7 @@ class AlertContext:
     baseline_rate: float | None = None
     volume_day_ago: float | None = None
     acknowledged: frozenset[str] = frozenset()
+    cohort_accuracy: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_baseline(
@@ -243,6 +246,14 @@ class AlertContext:
             baseline_rate=baseline_rate,
             volume_day_ago=volume_day_ago,
             acknowledged=frozenset(acknowledged),
+            cohort_accuracy={
+                attr: {
+                    group: float(rates["accuracy"])
+                    for group, rates in groups.items()
+                    if isinstance(rates.get("accuracy"), int | float)
+                }
+                for attr, groups in baseline.fairness_reference.items()
+            },
         )
 
 

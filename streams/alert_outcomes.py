@@ -4,9 +4,10 @@ They judge a performance snapshot (`streams.outcome_snapshot`), provisional or f
 holds enough labels to say anything (``status: ok``):
 
 - ``accuracy_drop`` per cohort (``segment`` = ``attribute=value``): the cohort's primary
-  metric against the baseline's, in points, with the model's ``accuracy_drop`` bands, over
-  at least ``min_labelled`` labels of that cohort — "monitoring averages" hides a 50 %
-  cohort inside a 90 % model;
+  metric against the cohort's own accuracy in training when the baseline has it (protected
+  attributes), else against the model's, in points, with the model's ``accuracy_drop``
+  bands, over at least ``min_labelled`` labels of that cohort — "monitoring averages" hides
+  a 50 % cohort inside a 90 % model;
 - ``fairness`` per protected attribute (``segment`` = the attribute): the demographic parity
   ratio below the lower bound of the baseline's ``fairness_bounds`` (the four-fifths rule,
   0.8) is a warning, below 0.5 critical — the same levels as deploy/prometheus's
@@ -84,7 +85,12 @@ def segment_observations(
             current, labelled = number(entry.get(metric.name)), number(entry.get("labelled"))
             if current is None or labelled is None or labelled < policy.min_labelled:
                 continue
-            drop = metric.drop(base, current)
+            # A group's own training accuracy when the baseline has it: cohorts differ by
+            # nature, and a young applicants' cohort that was always harder is no alert.
+            own = number((context.cohort_accuracy.get(attribute) or {}).get(value))
+            reference = base if own is None or metric.name != "accuracy" else own
+            drop = metric.drop(reference, current)
+            whose = "" if own is None else " (the cohort in training)"
             if math.isnan(drop):
                 continue
             cohort = f"{attribute}={value}"
@@ -94,8 +100,8 @@ def segment_observations(
                     f"{metric.name}_drop",
                     drop,
                     policy.accuracy_drop,
-                    f"drop of {metric.name} in cohort {cohort} from the baseline's {base:.4g}, "
-                    "in points",
+                    f"drop of {metric.name} in cohort {cohort} from the baseline's "
+                    f"{reference:.4g}{whose}, in points",
                     note=f"{metric.name} {current:.4g} over {labelled:.0f} labelled predictions",
                 )
             )

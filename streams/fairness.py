@@ -135,6 +135,10 @@ def fairness_reference(
             groups[value] = {
                 k: _json_rate(rates.get(k, math.nan)) for k in ("positive_rate", "tpr", "fpr")
             }
+            # The group's own accuracy in training: what its accuracy_drop is judged against.
+            if binary:
+                labelled = r["tp"] + r["fp"] + r["tn"] + r["fn"]
+                groups[value]["accuracy"] = _json_rate(ratio(r["tp"] + r["tn"], labelled))
             groups[value]["n"] = r["predictions"]
         reference[attr] = groups
     return reference

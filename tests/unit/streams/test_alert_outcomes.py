@@ -168,3 +168,21 @@ def test_cohort_alert_ids_differ_per_cohort_and_survive_a_state_round_trip() -> 
         events[0]["alert_id"]
         == next(e for e in first if e["segment"] == "region=south")["alert_id"]
     )
+
+
+def test_a_cohort_is_judged_against_its_own_training_accuracy_when_known() -> None:
+    # The young were always harder to score (0.66 in training): at 0.65 nothing is wrong;
+    # region has no reference, so its cohorts are held to the model's 0.90.
+    context = AlertContext(
+        task="binary",
+        baseline_performance={"accuracy": 0.90},
+        cohort_accuracy={"age_band": {"18-29": 0.66}},
+    )
+    segments = {"age_band": {"18-29": cohort(0.65)}, "region": {"south": cohort(0.65)}}
+    tracker = AlertTracker(policy=AlertPolicy())
+    events = tracker.observe(perf_snapshot(0.0, segments=segments), 3700.0, context)
+    assert [(e["segment"], e["severity"]) for e in events] == [("region=south", "critical")]
+    collapsed = {"age_band": {"18-29": cohort(0.40)}, "region": {"south": cohort(0.65)}}
+    events = tracker.observe(perf_snapshot(3600.0, segments=collapsed), 7300.0, context)
+    assert [(e["segment"], e["value"]) for e in events] == [("age_band=18-29", 26.0)]
+    assert "(the cohort in training)" in events[0]["message"]

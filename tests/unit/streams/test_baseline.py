@@ -210,6 +210,7 @@ def direct_reference(groups: np.ndarray, score: np.ndarray, label: np.ndarray, k
             "positive_rate": predicted[m].mean(),
             "tpr": predicted[m & (label == 1)].mean(),
             "fpr": predicted[m & (label == 0)].mean(),
+            "accuracy": (predicted[m] == (label[m] == 1)).mean(),
             "n": int(m.sum()),
         }
     return out
@@ -227,7 +228,7 @@ def test_fairness_reference_matches_direct_computation(tmp_path):
         assert list(got) == list(want)
         for g, stats in want.items():
             assert got[g]["n"] == stats["n"]
-            for k in ("positive_rate", "tpr", "fpr"):
+            for k in ("positive_rate", "tpr", "fpr", "accuracy"):
                 assert got[g][k] == pytest.approx(stats[k], rel=1e-12), (attr, g, k)
     assert "__other__" in baseline.fairness_reference["age_band"]  # 8 bands, 5 kept
     assert "__other__" not in baseline.fairness_reference["gender"]  # missing is no group
@@ -243,6 +244,7 @@ def test_reference_without_target_or_for_another_task(tmp_path):
         "positive_rate": 0.5,
         "tpr": None,
         "fpr": None,
+        "accuracy": None,  # no labels in the file: no accuracy to compare a cohort with
         "n": 2,
     }
     q = tmp_path / "reg.csv"
