@@ -25,6 +25,28 @@ import orjson
 from streams.events import Rejection
 
 
+def event_letter(
+    event: dict[str, Any],
+    reason: str,
+    detail: str,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    envelope: str,
+) -> list[bytes]:
+    """The dead letter of one event refused after decoding, re-encoded on its own: replaying
+    it never replays the good events of the envelope it came in."""
+    return dead_letters(
+        orjson.dumps(event),
+        [Rejection(reason, detail)],
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        envelope=envelope,
+    )
+
+
 def dead_letters(
     raw: bytes,
     rejections: Iterable[Rejection],

@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from agents.deadletter import dead_letters
+from agents.deadletter import dead_letters, event_letter
 from agents.join_store import JoinFlush, JoinStore, OutcomeKey
 from agents.labels import LabelJoiner, PartitionJoin
 from agents.metrics import WorkerMetrics
@@ -319,12 +319,12 @@ class PredictionIngestor:
     def _reject_event(
         self, part: OwnedPartition, event: Prediction, offset: int, reason: str, detail: str
     ) -> None:
-        # The event alone, re-encoded: replaying it never replays its envelope's good events.
         self.metrics.invalid.labels(reason).inc()
         part.letters.extend(
-            dead_letters(
-                orjson.dumps(encode_prediction(event)),
-                [Rejection(reason, detail)],
+            event_letter(
+                encode_prediction(event),
+                reason,
+                detail,
                 topic=self.topic,
                 partition=part.partition,
                 offset=offset,

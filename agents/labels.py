@@ -38,14 +38,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from agents.deadletter import dead_letters
+from agents.deadletter import dead_letters, event_letter
 from agents.join_store import Bucket, JoinFlush, JoinState, JoinStore, OutcomeKey
 from agents.metrics import WorkerMetrics
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
 from streams.baseline import Baseline
 from streams.concept_drift import PageHinkley
-from streams.events import Label, Prediction, Rejection, decode_labels, encode_label
+from streams.events import Label, Prediction, decode_labels, encode_label
 from streams.label_join import (
     TOMBSTONE,
     PendingEntry,
@@ -182,10 +182,6 @@ class LabelJoiner:
             part.detectors[ident] = PageHinkley.from_state(orjson.loads(raw))
         return part
 
-    def ttl_ms(self, baseline: Baseline) -> int:
-        ttl = getattr(baseline, "label_ttl_s", None) or self.settings.label_ttl_s
-        return round(ttl * 1000)
-
     # -- predictions ----------------------------------------------------------------------
 
     def remember(
@@ -197,7 +193,7 @@ class LabelJoiner:
         drift panes (`Settings.validate`), so the group lies in one performance pane.
         """
         model, version = baseline.model, baseline.version
-        ttl = self.ttl_ms(baseline)
+        ttl = self.settings.label_ttl_ms(baseline.label_ttl_s)
         width = bucket_width_ms(ttl)
         fresh, held = part.fresh, part.held
         added: Counter[tuple[str, int]] = Counter()
@@ -385,9 +381,10 @@ class LabelJoiner:
     ) -> None:
         self.metrics.invalid.labels(reason).inc()
         part.letters.extend(
-            dead_letters(
-                orjson.dumps(encode_label(label)),
-                [Rejection(reason, detail)],
+            event_letter(
+                encode_label(label),
+                reason,
+                detail,
                 topic=self.topic,
                 partition=part.partition,
                 offset=offset,

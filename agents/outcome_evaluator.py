@@ -67,10 +67,6 @@ class OutcomeEvaluator:
         self.refresh_s = settings.performance_refresh_s
         self._last_refresh = -math.inf
 
-    def ttl_ms(self, baseline: Baseline) -> int:
-        ttl = getattr(baseline, "label_ttl_s", None) or self.settings.label_ttl_s
-        return round(ttl * 1000)
-
     # -- what to evaluate -----------------------------------------------------------------
 
     def plan(
@@ -99,7 +95,7 @@ class OutcomeEvaluator:
             first = self._first_pane(ident)
             if first is None:
                 continue
-            ttl = self.ttl_ms(baseline)
+            ttl = self.settings.label_ttl_ms(baseline.label_ttl_s)
             progress = self._progress(ident)
             floor = first - first % self.spec.slide_ms - size
             closed_up_to = progress.get("closed", floor)
@@ -183,7 +179,9 @@ class OutcomeEvaluator:
         pipe = self.client.pipeline(transaction=False)
         pipe.zadd(key, {f"{start_ms}{SEP}{max(values)!r}": start_ms})
         # Older than any performance window that can still be evaluated: drop.
-        horizon = start_ms - self.ttl_ms(baseline) - 2 * self.spec.size_ms
+        horizon = (
+            start_ms - self.settings.label_ttl_ms(baseline.label_ttl_s) - 2 * self.spec.size_ms
+        )
         pipe.zremrangebyscore(key, "-inf", horizon)
         pipe.execute()
 

@@ -91,6 +91,10 @@ class Settings:
     def grace_ms(self) -> int:
         return round(self.grace_s * 1000)
 
+    def label_ttl_ms(self, baseline_ttl_s: float | None) -> int:
+        """How long a prediction waits for its label: the baseline's TTL, else the default."""
+        return round((baseline_ttl_s or self.label_ttl_s) * 1000)
+
     @property
     def performance_window_ms(self) -> int:
         if self.performance_window_s is not None:
