@@ -10,7 +10,8 @@ setup:
 	@scripts/setup.sh
 
 # The main job: the streaming monitor on the embedded stack, with a synthetic model whose
-# inputs drift after a minute; it prints alerts as they fire and stops by itself.
+# labels follow its predictions, whose concept changes after 40 s and inputs after 100 s;
+# it prints alerts as they fire and stops by itself.
 demo: setup
 	@$(UNDERTOW) demo
 
