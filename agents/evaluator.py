@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 CLAIM_STALE_S = 60.0
 #: How long claims are kept: longer than any window can stay open.
 CLAIM_KEEP_S = 7 * 86_400
+#: How long the claim of a provisional performance snapshot is kept (see _emit_performance).
+PROVISIONAL_CLAIM_KEEP_S = 2 * round(CLAIM_STALE_S)
 #: The alert policy of a model version whose baseline carries none.
 DEFAULT_POLICY = AlertPolicy()
 
@@ -256,12 +258,17 @@ class Evaluator:
         claim = (
             f"{self.ns}:claim:{baseline.model}{SEP}{baseline.version}{SEP}{start}{SEP}perf-{kind}"
         )
-        if kind != "final":  # provisional ones may repeat; each is a new fact
+        keep_s = CLAIM_KEEP_S
+        if kind != "final":
+            # Provisional ones may repeat, each a new fact: their claims only keep two
+            # workers from emitting the same one at once, so they need not outlive a minute
+            # (a busy window is refreshed every minute for a month: 40,000 keys of 200 B).
             claim += f"{SEP}{snapshot['emitted_at']:.6f}"
-        verdict = await asyncio.to_thread(self._claim, claim)
+            keep_s = PROVISIONAL_CLAIM_KEEP_S
+        verdict = await asyncio.to_thread(self._claim, claim, keep_s)
         if verdict != "won":
             return verdict
-        alerts = await self._publish(baseline, snapshot, snapshot["emitted_at"], claim)
+        alerts = await self._publish(baseline, snapshot, snapshot["emitted_at"], claim, keep_s)
         if alerts is None:
             return "busy"
         self.metrics.performance.update(snapshot)
@@ -278,10 +285,10 @@ class Evaluator:
         )
         return "done"
 
-    def _claim(self, claim: str) -> str:
+    def _claim(self, claim: str, keep_s: int = CLAIM_KEEP_S) -> str:
         """ "won" when this worker may emit; "skipped" when it was emitted; else "busy"."""
         now = self.clock()
-        if self.client.set(claim, f"claimed {self.worker_id} {now}", nx=True, ex=CLAIM_KEEP_S):
+        if self.client.set(claim, f"claimed {self.worker_id} {now}", nx=True, ex=keep_s):
             return "won"
         holder = self.client.get(claim)
         text = holder.decode() if isinstance(holder, bytes) else str(holder or "")
@@ -291,14 +298,19 @@ class Evaluator:
         stale = len(parts) == 3 and now - float(parts[2]) > CLAIM_STALE_S
         if stale or (len(parts) >= 2 and parts[1] == self.worker_id):
             # Its holder died between claim and emission: take it over.
-            self.client.set(claim, f"claimed {self.worker_id} {now}", ex=CLAIM_KEEP_S)
+            self.client.set(claim, f"claimed {self.worker_id} {now}", ex=keep_s)
             return "won"
         return "busy"
 
     # -- alerts ---------------------------------------------------------------------------
 
     async def _publish(
-        self, baseline: Baseline, snapshot: dict[str, Any], emitted_at: float, claim: str
+        self,
+        baseline: Baseline,
+        snapshot: dict[str, Any],
+        emitted_at: float,
+        claim: str,
+        keep_s: int = CLAIM_KEEP_S,
     ) -> Alerts | None:
         """Publish a snapshot and the alert events it brings, store the alert state, mark the
         claim done; returns the events, or None when another worker is moving this model's
@@ -332,7 +344,7 @@ class Evaluator:
         await asyncio.gather(*sends)
         if change is not None:
             await asyncio.to_thread(self._commit, change)
-        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=CLAIM_KEEP_S)
+        await asyncio.to_thread(self.client.set, claim, f"done {self.worker_id}", ex=keep_s)
         return alerts
 
     async def _check_health(self, baseline: Baseline) -> int:
