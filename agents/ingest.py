@@ -159,27 +159,31 @@ class PredictionIngestor:
         try:
             while not stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
-                labels = []
-                for tp, messages in batches.items():
-                    part = self.owned.get(tp.partition)
-                    if part is None or not messages:
-                        continue
-                    if tp.topic == self.topic:
-                        self.process(part, messages)
-                    else:  # predictions first: a label finds a prediction of the same batch
-                        labels.append((part, messages))
-                for part, messages in labels:
-                    # A rebalance callback flushes and drops partitions from another task;
-                    # the label batch awaits Redis half-way, so it must not interleave.
-                    async with self._flush_lock:
-                        if part.join is not None and self.owned.get(part.partition) is part:
-                            await self.labels.process(part.join, messages)
+                # Rebalance callbacks flush and drop partitions from another task, and a
+                # flush awaits Redis half-way: a batch counted meanwhile would be marked
+                # written without being written. So a batch and a flush never interleave.
+                async with self._flush_lock:
+                    await self._consume(batches)
                 if time.monotonic() - last_flush >= self.settings.flush_interval_s:
                     await self.flush()
                     last_flush = time.monotonic()
             await self.flush()
         finally:
             await consumer.stop()
+
+    async def _consume(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        labels = []
+        for tp, messages in batches.items():
+            part = self.owned.get(tp.partition)
+            if part is None or not messages:
+                continue
+            if tp.topic == self.topic:
+                self.process(part, messages)
+            else:  # predictions first: a label finds a prediction of the same batch
+                labels.append((part, messages))
+        for part, messages in labels:
+            if part.join is not None:
+                await self.labels.process(part.join, messages)
 
     # -- processing (CPU only, no I/O) ----------------------------------------------------
 
@@ -446,6 +450,18 @@ class PredictionIngestor:
     # -- rebalancing ----------------------------------------------------------------------
 
     async def assigned(self, partitions: Iterable[int]) -> None:
+        # Records fetched before a partition's seek to the Redis offset would be counted
+        # from the wrong place: no fetching until every new partition is loaded and placed.
+        paused = list(self.consumer.assignment()) if self.consumer is not None else []
+        if paused:
+            self.consumer.pause(*paused)  # type: ignore[union-attr]
+        try:
+            await self._assigned(partitions)
+        finally:
+            if paused:
+                self.consumer.resume(*paused)  # type: ignore[union-attr]
+
+    async def _assigned(self, partitions: Iterable[int]) -> None:
         now_ms = round(self.clock() * 1000)
         partitions = sorted(set(partitions) - set(self.owned))  # both topics name each one
         for p in partitions:

@@ -76,8 +76,8 @@ class LabelDelay:
     Examples
     --------
     >>> h = LabelDelay(); h.update_many(np.array([30.0, 60.0, 61.0, 90_000.0, np.nan]))
-    >>> h.count, h.counts[:4].tolist(), h.sum, h.quantile(0.5)
-    (4, [2, 1, 0, 0], 90151.0, 60.0)
+    >>> h.count, h.counts[3:6].tolist(), h.sum, h.quantile(0.5)  # le 30, 60 and 300
+    (4, [1, 1, 1], 90151.0, 60.0)
     """
 
     __slots__ = ("_sum", "counts", "maximum", "minimum")
