@@ -38,7 +38,7 @@ format: setup
 bench: setup
 	@VENV=.venv-bench EXTRAS=bench scripts/setup.sh
 	@.venv-bench/bin/python bench/bench_check.py $(BENCH_ARGS)
-	@$(PY) bench/bench_stream.py $(BENCH_STREAM_ARGS)
+	@$(PY) bench/bench_stream.py --pending-memory $(BENCH_STREAM_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/data

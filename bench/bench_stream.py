@@ -12,11 +12,20 @@ envelopes >= 0.5 x the raw limit, single events >= 25,000 events/s per worker. I
 the memory target: the serialized state of one numeric feature of one model version across a
 5-minute window with a 1-minute slide stays under 8 KB.
 
+The label join (`agents.labels`): the same worker over predictions *and* labels, one label
+per prediction, most of them for predictions an earlier run left pending in Redis
+(`stream_labels`); target: predictions + labels per second at most 30 % below the
+predictions-only figure of the same run. ``--pending-memory`` measures the Redis memory a
+pending prediction takes, and again once its label joined (`pending_memory`); target
+<= 150 bytes.
+
 The worker is measured in process: each run is a fresh Python subprocess that builds the real
 `PredictionIngestor` (Settings, BaselineRegistry, PaneStore, an AIOKafkaProducer,
 WorkerMetrics on a fresh CollectorRegistry) and runs its own ``run()`` loop over the topic
 until every event is counted and the final flush is done; then it reads Redis back and checks
-that the panes hold every event and the offsets cover every message. See bench/README.md.
+that the panes hold every event, the offsets cover every message and the label join left
+what it should (pending entries, tombstones, exact label counts, outcome panes). See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -34,186 +43,49 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+from pending_memory import TARGET_PENDING_BYTES, measure_pending_memory, print_pending_memory
+from stream_child import VARIANTS, child_main
+from stream_events import (
+    MODEL,
+    VERSION,
+    build_baseline_json,
+    label_ttl_for,
+    make_events,
+)
+from stream_labels import (
+    DEFAULT_MAX_LAG,
+    DEFAULT_SHORT_SHARE,
+    LabelTopics,
+    fill_label_topics,
+    make_labels,
+    partition_of,
+    plan_labels,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 
-MODEL, VERSION = "bench", "v1"
 DEFAULT_EVENTS = 300_000
 DEFAULT_ENVELOPE = 500
 DEFAULT_PARTITIONS = 8
-REFERENCE_ROWS = 50_000
-#: Event time runs at the single-event target rate, so a micro-batch spans as much event
-#: time as it would in production; the stream starts 6 s before a pane boundary.
-EVENT_SPACING_S = 1 / 25_000
-T0 = 1_764_151_254.0  # 2025-11-26T10:00:54Z
 
 TARGET_BATCH_RATIO = 0.5
 TARGET_SINGLE_EPS = 25_000.0
 TARGET_STATE_BYTES = 8 * 1024
+#: Predictions + labels per second, as a share of predictions only (at most 30 % below).
+TARGET_LABELS_RATIO = 0.7
+DEFAULT_PENDING_EVENTS = 200_000
 #: Events per pane for the memory check: one worker at the single-event target for a minute.
 STATE_EVENTS_PER_PANE = 1_500_000
 
 # ---------------------------------------------------------------------------------------------
-# the events: 30 features of a credit-scoring model, a binary score, latency and segments
-
-COUNTRIES = ["DE", "FR", "GB", "ES", "IT", "NL", "PL", "SE", "US", "CA", "BR", "IN"]
-CHANNELS = ["web", "app", "branch", "partner"]
-DEVICES = ["ios", "android", "windows", "mac", "linux"]
-PURPOSES = ["car", "home", "education", "travel", "debt", "business", "medical", "other"]
-CATEGORIES = {"country": COUNTRIES, "channel": CHANNELS, "device": DEVICES, "purpose": PURPOSES}
-BOOLEANS = ["has_guarantor", "is_returning"]
-#: 24 numeric features: (name, kind, a, b, rounding); kinds drawn by `_numeric`.
-NUMERIC = [
-    ("income", "lognormal", 10.5, 0.6, 0),
-    ("loan_amount", "lognormal", 9.2, 0.9, 2),
-    ("term_months", "choice", 0, 0, 0),
-    ("age", "int", 18, 90, 0),
-    ("credit_score", "normal", 680, 70, 0),
-    ("debt_to_income", "beta", 2.0, 5.0, 4),
-    ("utilization", "beta", 1.5, 3.0, 4),
-    ("open_accounts", "poisson", 6, 0, 0),
-    ("delinquencies", "poisson", 0.3, 0, 0),
-    ("inquiries_6m", "poisson", 1.2, 0, 0),
-    ("months_employed", "gamma", 2.0, 30.0, 0),
-    ("months_at_address", "gamma", 1.5, 40.0, 0),
-    ("savings", "lognormal", 8.0, 1.5, 2),
-    ("monthly_expenses", "lognormal", 7.5, 0.5, 2),
-    ("avg_balance_3m", "normal", 2500, 1800, 2),
-    ("max_overdraft", "gamma", 1.2, 300.0, 2),
-    ("txn_count_30d", "poisson", 45, 0, 0),
-    ("txn_amount_30d", "lognormal", 7.8, 0.8, 2),
-    ("late_payments_12m", "poisson", 0.5, 0, 0),
-    ("oldest_account_years", "gamma", 3.0, 3.0, 1),
-    ("rate_offered", "normal", 7.5, 2.0, 3),
-    ("ltv", "beta", 5.0, 3.0, 4),
-    ("session_seconds", "lognormal", 5.0, 0.9, 1),
-    ("pages_viewed", "poisson", 9, 0, 0),
-]
-#: Share of nulls in the features that have some (a realistic sprinkle of missing data).
-NULLS = {"months_employed": 0.02, "savings": 0.05, "max_overdraft": 0.01}
-FEATURE_NAMES = [n for n, *_ in NUMERIC] + list(CATEGORIES) + BOOLEANS
-assert len(FEATURE_NAMES) == 30
-
-
-def _numeric(rng: np.random.Generator, kind: str, a: float, b: float, n: int) -> np.ndarray:
-    if kind == "lognormal":
-        return rng.lognormal(a, b, n)
-    if kind == "normal":
-        return rng.normal(a, b, n)
-    if kind == "beta":
-        return rng.beta(a, b, n)
-    if kind == "gamma":
-        return rng.gamma(a, b, n)
-    if kind == "poisson":
-        return rng.poisson(a, n).astype(np.float64)
-    if kind == "int":
-        return rng.integers(int(a), int(b), n).astype(np.float64)
-    if kind == "choice":
-        return rng.choice([12.0, 24.0, 36.0, 48.0, 60.0], n)
-    raise ValueError(kind)
-
-
-def draw_columns(n: int, seed: int) -> dict[str, list[Any]]:
-    """``n`` events as columns of Python values, as a model service would send them."""
-    rng = np.random.default_rng(seed)
-    cols: dict[str, list[Any]] = {}
-    for name, kind, a, b, digits in NUMERIC:
-        x = _numeric(rng, kind, a, b, n)
-        if digits == 0:
-            values: list[Any] = x.astype(np.int64).tolist()  # JSON integers, as services send
-        else:
-            values = x.round(digits).tolist()
-        share = NULLS.get(name)
-        if share:
-            for i in np.flatnonzero(rng.random(n) < share).tolist():
-                values[i] = None
-        cols[name] = values
-    for name, cats in CATEGORIES.items():
-        p = rng.dirichlet(np.ones(len(cats)) * 2.0)
-        cols[name] = rng.choice(cats, n, p=p).tolist()
-    for name in BOOLEANS:
-        cols[name] = (rng.random(n) < 0.3).tolist()
-    cols["prediction"] = rng.beta(1.2, 6.0, n).round(4).tolist()
-    cols["latency_ms"] = rng.gamma(2.0, 12.0, n).round(1).tolist()
-    cols["region"] = rng.choice(["eu", "na", "latam", "apac"], n).tolist()
-    cols["tier"] = rng.choice(["gold", "silver", "bronze"], n).tolist()
-    return cols
-
-
-def make_events(n: int, seed: int) -> list[dict[str, Any]]:
-    """Prediction events in wire form, in event-time order (with a little jitter)."""
-    cols = draw_columns(n, seed)
-    rng = np.random.default_rng(seed + 1)
-    jitter = rng.uniform(0, 0.5, n)  # a little out of order, as clocks of many replicas are
-    times = (T0 + np.arange(n) * EVENT_SPACING_S + jitter).round(3).tolist()
-    features = [
-        dict(zip(FEATURE_NAMES, row, strict=True))
-        for row in zip(*(cols[name] for name in FEATURE_NAMES), strict=True)
-    ]
-    return [
-        {
-            "prediction_id": f"p{seed}-{i:09d}",
-            "model": MODEL,
-            "model_version": VERSION,
-            "timestamp": times[i],
-            "features": features[i],
-            "prediction": cols["prediction"][i],
-            "latency_ms": cols["latency_ms"][i],
-            "segments": {"region": cols["region"][i], "tier": cols["tier"][i]},
-        }
-        for i in range(n)
-    ]
-
-
-def write_reference_csv(path: Path, rows: int, seed: int) -> None:
-    """The model version's reference data, drawn from the same generator as the events."""
-    cols = draw_columns(rows, seed)
-    names = [*FEATURE_NAMES, "prediction"]
-    with path.open("w", encoding="ascii") as fh:
-        fh.write(",".join(names) + "\n")
-        for row in zip(*(cols[c] for c in names), strict=True):
-            fh.write(
-                ",".join(
-                    "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-                    for v in row
-                )
-                + "\n"
-            )
-
-
-def build_baseline_json(workdir: Path, seed: int) -> bytes:
-    from streams.baseline_builder import BuildOptions, build_baseline
-    from streams.tabular import TableFile
-
-    ref = workdir / "reference.csv"
-    write_reference_csv(ref, REFERENCE_ROWS, seed)
-    options = BuildOptions(
-        model=MODEL,
-        version=VERSION,
-        prediction="prediction",
-        task="binary",
-        categorical=[*CATEGORIES, *BOOLEANS],
-    )
-    baseline, _ = build_baseline(TableFile(ref), options)
-    return baseline.to_json()
-
-
-# ---------------------------------------------------------------------------------------------
 # filling the topics (the parent, once per benchmark)
-
-
-def partition_of(key: str, partitions: int) -> int:
-    from kafka.partitioner.default import murmur2
-
-    # Kafka's default partitioner for a keyed message, as PredictionPublisher chooses it.
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
@@ -285,201 +157,6 @@ async def fill_topics(
         sizes["single"],
         sizes["batch"],
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# the measured runs, each in a fresh subprocess (--child)
-
-
-def _consumer_options() -> dict[str, Any]:
-    # The ingestor's own fetch settings (agents/ingest.py make_consumer), so that the raw
-    # limit and the worker fetch alike.
-    return {"max_partition_fetch_bytes": 8 << 20, "fetch_max_bytes": 32 << 20}
-
-
-async def child_raw(args: argparse.Namespace) -> dict[str, Any]:
-    """aiokafka getmany + orjson.loads of every message, over the whole topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap, enable_auto_commit=False, **_consumer_options()
-    )
-    t_start = time.perf_counter()
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(args.topic, p) for p in range(args.partitions)])
-        await consumer.seek_to_beginning()
-        loads = orjson.loads
-        events = messages = 0
-        first = None
-        while events < args.events:
-            batches = await consumer.getmany(timeout_ms=200, max_records=args.max_records)
-            if first is None and batches:
-                first = time.perf_counter()
-                first_cpu = time.process_time()
-            for records in batches.values():
-                messages += len(records)
-                for m in records:
-                    obj = loads(m.value)
-                    events += len(obj["predictions"]) if "predictions" in obj else 1
-        done = time.perf_counter()
-        cpu = time.process_time() - first_cpu
-    finally:
-        await consumer.stop()
-    assert first is not None
-    return {
-        "events": events,
-        "messages": messages,
-        "seconds": done - first,
-        "cpu_s": cpu,
-        "startup_s": first - t_start,
-    }
-
-
-async def child_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """The real PredictionIngestor over the topic, until every event is flushed to Redis."""
-    import redis
-    from aiokafka import AIOKafkaProducer
-    from prometheus_client import CollectorRegistry
-
-    import agents.app  # noqa: F401  (the heap of `undertow worker`: faust and mode loaded)
-    from agents.ingest import PredictionIngestor, tune_gc
-    from agents.metrics import WorkerMetrics
-    from agents.pane_store import PaneStore
-    from agents.registry import BaselineRegistry
-    from agents.settings import Settings
-    from agents.settings import Topics as TopicNames
-    from streams.baseline import Baseline
-
-    prefix = args.topic.removesuffix("predictions")
-    settings = Settings(
-        kafka=args.bootstrap,
-        redis_url=args.redis,
-        topics=TopicNames(prefix),
-        partitions=args.partitions,
-    )
-    client = redis.Redis.from_url(args.redis, socket_timeout=30)
-    ns = f"bench-{uuid.uuid4().hex[:10]}"  # fresh state and consumer group for every run
-    store = PaneStore(client, ns)
-    registry = BaselineRegistry(client, namespace=ns)
-    registry.register(Baseline.from_json(Path(args.baseline).read_bytes()))
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=5, acks="all")
-    metrics = WorkerMetrics(CollectorRegistry())
-    stopping = asyncio.Event()
-    expected = args.events
-    marks: dict[str, float] = {}
-    variant = args.variant
-
-    class Measured(PredictionIngestor):
-        """The real ingestor; it only notes when the first batch and the last flush happen."""
-
-        def process(self, part: Any, messages: list[Any]) -> None:
-            if "first" not in marks:
-                marks["first"] = time.perf_counter()
-                marks["first_cpu"] = time.process_time()
-                marks["first_gc"] = gc_time()
-            marks["batches"] = marks.get("batches", 0) + 1
-            super().process(part, messages)
-            if self.events_seen >= expected:
-                stopping.set()
-
-        async def flush(self, partitions: Any = None) -> None:
-            await super().flush(partitions)
-            if stopping.is_set():
-                marks["flushed"] = time.perf_counter()
-                marks["flushed_cpu"] = time.process_time()
-                marks["flushed_gc"] = gc_time()
-
-    await producer.start()
-    ingestor = Measured(settings, registry, store, producer, metrics)
-    if variant != "default-gc":
-        tune_gc()  # as `undertow worker` does once started
-    gc_time = _gc_timer()
-    profiler = None
-    if args.profile_out:
-        import cProfile
-
-        profiler = cProfile.Profile()
-    t_start = time.perf_counter()
-    try:
-        if profiler is not None:
-            profiler.enable()
-        await asyncio.wait_for(ingestor.run(stopping), timeout=args.timeout)
-    except TimeoutError:
-        raise RuntimeError(
-            f"the worker counted {ingestor.events_seen:,} of {expected:,} events in "
-            f"{args.timeout:g} s"
-        ) from None
-    else:
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(args.profile_out)
-    finally:
-        await producer.stop()
-    check = verify_state(store, args.partitions)
-    client.close()
-    if check["volume"] != expected or check["next_offsets"] != args.messages:
-        raise RuntimeError(
-            f"state in Redis does not cover the topic: {check['volume']} events in panes "
-            f"(expected {expected}), offsets cover {check['next_offsets']} messages "
-            f"(expected {args.messages})"
-        )
-    return {
-        "events": ingestor.events_seen,
-        "messages": args.messages,
-        "seconds": marks["flushed"] - marks["first"],
-        "cpu_s": marks["flushed_cpu"] - marks["first_cpu"],
-        "startup_s": marks["first"] - t_start,
-        "panes": check["panes"],
-        "batches": int(marks["batches"]),
-        "gc_s": marks["flushed_gc"] - marks["first_gc"],
-        "events_per_batch": ingestor.events_seen / marks["batches"],
-        "verified": True,
-    }
-
-
-def _gc_timer() -> Callable[[], float]:
-    """Seconds spent in the garbage collector from now on (a callable that reads them)."""
-    import gc
-
-    spent = [0.0, 0.0]
-
-    def note(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            spent[1] = time.perf_counter()
-        else:
-            spent[0] += time.perf_counter() - spent[1]
-
-    gc.callbacks.append(note)
-    return lambda: spent[0]
-
-
-def verify_state(store: Any, partitions: int) -> dict[str, int]:
-    """Events counted in the panes and messages covered by the offsets, read from Redis."""
-    volume = panes = 0
-    for p in range(partitions):
-        state = store.load(p)
-        for raw in state.panes.values():
-            volume += int(orjson.loads(raw)["volume"])
-            panes += 1
-    offsets = store.client.hgetall(store.offsets_key)
-    return {"volume": volume, "panes": panes, "next_offsets": sum(int(v) for v in offsets.values())}
-
-
-# ---------------------------------------------------------------------------------------------
-# variants
-#
-# `--compare default-gc` also runs the worker with Python's default garbage-collector
-# thresholds, to show what the worker's GC tuning (agents.ingest.tune_gc) is worth here.
-
-VARIANTS = ("default-gc",)
-
-
-def child_main(args: argparse.Namespace) -> int:
-    runner = child_raw if args.child == "raw" else child_worker
-    result = asyncio.run(runner(args))
-    print(json.dumps(result))
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,6 +265,71 @@ class Mode:
     child: str
     topic: str
     messages: int
+    events: int
+    extra: list[str] = field(default_factory=list)
+    #: Arguments of a worker run that prepares the mode's namespace before each run.
+    warmup: list[str] | None = None
+
+
+def fill_label_stream(bootstrap: str, args: argparse.Namespace, run_id: str) -> LabelTopics:
+    """The label mode's topics: ``--events`` warm-up and as many measured predictions, and
+    one label per measured prediction (`stream_labels`)."""
+    warmup = measured = args.events
+    events = make_events(warmup + measured, args.seed + 7)
+    targets = plan_labels(
+        warmup, measured, short_share=args.short_share, max_lag=DEFAULT_MAX_LAG, seed=args.seed
+    )
+    arrivals = [events[warmup + k]["timestamp"] for k in range(measured)]
+    labels = make_labels(events, targets, arrivals, args.seed + 8)
+    return asyncio.run(
+        fill_label_topics(
+            bootstrap, events, targets, labels, warmup, args.partitions, f"bench-{run_id}-labels."
+        )
+    )
+
+
+def stream_modes(args: argparse.Namespace, topics: Topics, lt: LabelTopics | None) -> list[Mode]:
+    n = args.events
+    modes = [
+        Mode("raw", "raw limit (getmany + orjson.loads)", "raw", topics.single,
+             topics.messages_single, n),
+        Mode("raw_batch", "raw limit, envelopes", "raw", topics.batch, topics.messages_batch, n),
+        Mode("single", "undertow worker, single events", "worker", topics.single,
+             topics.messages_single, n),
+        Mode("batch", f"undertow worker, envelopes of {args.envelope}", "worker", topics.batch,
+             topics.messages_batch, n),
+    ]  # fmt: skip
+    for variant in args.variants:
+        for base in ("single", "batch"):
+            m = next(m for m in modes if m.name == base)
+            modes.append(replace(m, name=f"{base}+{variant}", label=f"{m.label} [{variant}]"))
+    if lt is not None:
+        bounds = ",".join(map(str, lt.boundaries))
+        both = lt.measured + lt.label_messages
+        total = lt.warmup + lt.measured
+        modes.append(
+            Mode("raw_labels", "raw limit, predictions + labels", "raw", lt.predictions, both,
+                 both, ["--labels-topic", lt.labels, "--boundaries", bounds])
+        )  # fmt: skip
+        modes.append(
+            Mode(
+                "labels",
+                "undertow worker, predictions + labels 1:1",
+                "worker",
+                lt.predictions,
+                total,
+                lt.measured,
+                [
+                    *("--stage", "resume", "--volume", str(total)),
+                    *("--label-messages", str(lt.label_messages)),
+                ],
+                warmup=[
+                    *("--stage", "warmup", "--events", str(lt.warmup)),
+                    *("--messages", str(lt.warmup), "--boundaries", bounds),
+                ],
+            )
+        )
+    return modes
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -601,52 +343,43 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     ):
         workdir = Path(tmp)
         t = time.perf_counter()
-        baseline_json = build_baseline_json(workdir, seed=args.seed + 100)
+        # The warm-up's span: its labels are looked up in 8-9 live buckets (`label_ttl_for`).
+        label_ttl = label_ttl_for(args.events)
+        baseline_json = build_baseline_json(workdir, seed=args.seed + 100, label_ttl_s=label_ttl)
         baseline_path = workdir / "baseline.json"
         baseline_path.write_bytes(baseline_json)
-        log(f"baseline of {MODEL} {VERSION} (30 features) in {time.perf_counter() - t:.1f} s")
-        t = time.perf_counter()
-        events = make_events(args.events, args.seed)
-        topics = asyncio.run(fill_topics(bootstrap, events, args.partitions, args.envelope, run_id))
-        del events
         log(
-            f"filled {topics.single} ({topics.messages_single:,} messages, "
-            f"{topics.bytes_single / topics.messages_single:.0f} B/event) and {topics.batch} "
-            f"({topics.messages_batch:,} envelopes of <= {args.envelope}) in "
+            f"baseline of {MODEL} {VERSION} (30 features, binary, label TTL {label_ttl:g} s) in "
             f"{time.perf_counter() - t:.1f} s"
         )
-        modes = [
-            Mode(
-                "raw",
-                "raw limit (getmany + orjson.loads)",
-                "raw",
-                topics.single,
-                topics.messages_single,
-            ),
-            Mode("raw_batch", "raw limit, envelopes", "raw", topics.batch, topics.messages_batch),
-            Mode(
-                "single",
-                "undertow worker, single events",
-                "worker",
-                topics.single,
-                topics.messages_single,
-            ),
-            Mode(
-                "batch",
-                f"undertow worker, envelopes of {args.envelope}",
-                "worker",
-                topics.batch,
-                topics.messages_batch,
-            ),
-        ]
-        for variant in args.variants:
-            for base in ("single", "batch"):
-                m = next(m for m in modes if m.name == base)
-                modes.append(
-                    Mode(
-                        f"{base}+{variant}", f"{m.label} [{variant}]", "worker", m.topic, m.messages
-                    )
+        topics: Topics | None = None
+        label_topics: LabelTopics | None = None
+        modes: list[Mode] = []
+        if not args.skip_throughput:
+            t = time.perf_counter()
+            events = make_events(args.events, args.seed)
+            topics = asyncio.run(
+                fill_topics(bootstrap, events, args.partitions, args.envelope, run_id)
+            )
+            del events
+            log(
+                f"filled {topics.single} ({topics.messages_single:,} messages, "
+                f"{topics.bytes_single / topics.messages_single:.0f} B/event) and {topics.batch} "
+                f"({topics.messages_batch:,} envelopes of <= {args.envelope}) in "
+                f"{time.perf_counter() - t:.1f} s"
+            )
+            if args.labels:
+                t = time.perf_counter()
+                label_topics = fill_label_stream(bootstrap, args, run_id)
+                lt = label_topics
+                log(
+                    f"filled {lt.predictions} ({lt.warmup:,} warm-up + {lt.measured:,} "
+                    f"predictions) and {lt.labels} ({lt.label_messages:,} labels, "
+                    f"{lt.bytes_labels / lt.label_messages:.0f} B each, "
+                    f"{lt.short_labels / lt.label_messages:.0%} for recent predictions) in "
+                    f"{time.perf_counter() - t:.1f} s"
                 )
+            modes = stream_modes(args, topics, label_topics)
         common = [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -654,32 +387,34 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             bootstrap,
             "--redis",
             redis_url,
-            "--events",
-            str(args.events),
             "--partitions",
             str(args.partitions),
             "--baseline",
             str(baseline_path),
             "--timeout",
             str(args.timeout),
+            *([] if args.guard else ["--no-assign-guard"]),
         ]
+
+        def run_mode(m: Mode, variant: str, *more: str) -> dict[str, Any]:
+            ns: list[str] = []
+            if m.warmup is not None:
+                ns = ["--ns", f"bench-{uuid.uuid4().hex[:10]}"]
+                run_child(
+                    [*common, "--child", "worker", "--topic", m.topic, *m.warmup, *ns],
+                    args.timeout,
+                )
+            cmd = [*common, "--child", m.child, "--topic", m.topic]
+            cmd += ["--messages", str(m.messages), "--events", str(m.events)]
+            cmd += ["--variant", variant, *m.extra, *ns, *more]
+            return run_child(cmd, args.timeout)
+
         runs: dict[str, list[dict[str, Any]]] = {m.name: [] for m in modes}
         # Interleaved, so that a slow spell of the machine hits every mode alike.
         for r in range(args.repeat):
             for m in modes:
                 variant = m.name.split("+")[1] if "+" in m.name else "real"
-                cmd = [
-                    *common,
-                    "--child",
-                    m.child,
-                    "--topic",
-                    m.topic,
-                    "--messages",
-                    str(m.messages),
-                    "--variant",
-                    variant,
-                ]
-                res = run_child(cmd, args.timeout)
+                res = run_mode(m, variant)
                 res["eps"] = res["events"] / res["seconds"]
                 runs[m.name].append(res)
                 log(
@@ -689,112 +424,221 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         profiles = {}
         if args.profile:
             RESULTS_DIR.mkdir(exist_ok=True)
-            for m in modes[2:4]:
+            for m in modes:
+                if m.name not in ("single", "batch", "labels"):
+                    continue
                 out = RESULTS_DIR / f"profile-{m.name}.prof"
-                cmd = [
-                    *common,
-                    "--child",
-                    m.child,
-                    "--topic",
-                    m.topic,
-                    "--messages",
-                    str(m.messages),
-                    "--variant",
-                    "real",
-                    "--profile-out",
-                    str(out),
-                ]
-                run_child(cmd, args.timeout)
+                run_mode(m, "real", "--profile-out", str(out))
                 profiles[m.name] = str(out)
                 log(f"  profile of {m.name}: {out}")
         state = state_size(baseline_json, STATE_EVENTS_PER_PANE, args.partitions, args.seed)
+        pending = None
+        if args.pending_memory:
+            pending = pending_memory_run(args, bootstrap, redis_url, baseline_json, common, run_id)
     result: dict[str, Any] = {
         "events": args.events,
         "partitions": args.partitions,
         "envelope": args.envelope,
         "repeat": args.repeat,
-        "bytes_per_event": round(topics.bytes_single / topics.messages_single),
+        "bytes_per_event": round(topics.bytes_single / topics.messages_single) if topics else None,
+        "label_ttl_s": label_ttl,
         "machine": machine(),
         "modes": {},
         "state": state,
         "profiles": profiles,
     }
     for m in modes:
-        eps = [run["eps"] for run in runs[m.name]]
-        result["modes"][m.name] = {
-            "label": m.label,
-            "median_eps": statistics.median(eps),
-            "min_eps": min(eps),
-            "max_eps": max(eps),
-            "startup_s": statistics.median(run["startup_s"] for run in runs[m.name]),
-            "cpu_us_per_event": statistics.median(
-                run["cpu_s"] / run["events"] * 1e6 for run in runs[m.name]
-            ),
-            "gc_s": (
-                statistics.median(run["gc_s"] for run in runs[m.name])
-                if m.child == "worker"
-                else None
-            ),
-            "runs": runs[m.name],
-        }
+        result["modes"][m.name] = summarize(m, runs[m.name])
     med = {name: mode["median_eps"] for name, mode in result["modes"].items()}
-    result["raw_eps"] = med["raw"]
-    result["single_eps"] = med["single"]
-    result["batch_eps"] = med["batch"]
-    result["targets"] = {
-        "batch_ratio": {
+    targets: dict[str, dict[str, Any]] = {}
+    if modes:
+        result["raw_eps"] = med["raw"]
+        result["single_eps"] = med["single"]
+        result["batch_eps"] = med["batch"]
+        targets["batch_ratio"] = {
             "value": med["batch"] / med["raw"],
             "target": TARGET_BATCH_RATIO,
             "pass": med["batch"] / med["raw"] >= TARGET_BATCH_RATIO,
-        },
-        "single_eps": {
+        }
+        targets["single_eps"] = {
             "value": med["single"],
             "target": TARGET_SINGLE_EPS,
             "pass": med["single"] >= TARGET_SINGLE_EPS,
-        },
-        "state_bytes": {
-            "value": state["bytes"],
-            "target": TARGET_STATE_BYTES,
-            "pass": state["bytes"] < TARGET_STATE_BYTES,
-        },
+        }
+    targets["state_bytes"] = {
+        "value": state["bytes"],
+        "target": TARGET_STATE_BYTES,
+        "pass": state["bytes"] < TARGET_STATE_BYTES,
     }
-    result["pass"] = all(t["pass"] for t in result["targets"].values())
+    if label_topics is not None:
+        result["labels"] = label_summary(label_topics, runs["labels"], med)
+        ratio = result["labels"]["ratio"]
+        targets["labels_ratio"] = {
+            "value": ratio,
+            "target": TARGET_LABELS_RATIO,
+            "pass": ratio >= TARGET_LABELS_RATIO,
+        }
+    if pending is not None:
+        result["pending_memory"] = pending
+        targets["pending_bytes"] = {
+            "value": pending["pending"]["per_prediction"],
+            "target": TARGET_PENDING_BYTES,
+            "pass": pending["pass"],
+        }
+    result["targets"] = targets
+    result["pass"] = all(t["pass"] for t in targets.values())
     return result
+
+
+def summarize(m: Mode, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    eps = [run["eps"] for run in runs]
+    worker = m.child == "worker"
+    return {
+        "label": m.label,
+        "median_eps": statistics.median(eps),
+        "min_eps": min(eps),
+        "max_eps": max(eps),
+        "startup_s": statistics.median(run["startup_s"] for run in runs),
+        "cpu_us_per_event": statistics.median(run["cpu_s"] / run["events"] * 1e6 for run in runs),
+        "redis_cpu_us_per_event": (
+            statistics.median(run["redis_cpu_s"] / run["events"] * 1e6 for run in runs)
+            if worker
+            else None
+        ),
+        "gc_s": statistics.median(run["gc_s"] for run in runs) if worker else None,
+        "runs": runs,
+    }
+
+
+def label_summary(
+    lt: LabelTopics, runs: list[dict[str, Any]], med: dict[str, float]
+) -> dict[str, Any]:
+    """The label mode against predictions only, and how its labels were joined."""
+
+    def median_of(f: Callable[[dict[str, Any]], float]) -> float:
+        return statistics.median(f(r) for r in runs)
+
+    from_redis = median_of(lambda r: r["join"]["from_redis"] / r["labels"])
+    held = median_of(lambda r: r["join"]["held"] / r["labels"])
+    return {
+        "eps": med["labels"],
+        "predictions_only_eps": med["single"],
+        "ratio": med["labels"] / med["single"],
+        "x_raw": med["labels"] / med["raw"],
+        "x_raw_labels": med["labels"] / med["raw_labels"],
+        "predictions_eps": median_of(lambda r: r["predictions"] / r["seconds"]),
+        "labels_eps": median_of(lambda r: r["labels"] / r["seconds"]),
+        "warmup": lt.warmup,
+        "measured": lt.measured,
+        "labels": lt.label_messages,
+        "short_share": lt.short_labels / lt.label_messages,
+        "bytes_per_label": lt.bytes_labels / lt.label_messages,
+        "from_redis_share": from_redis,
+        "held_share": held,
+        "in_memory_share": 1.0 - from_redis - held,
+        "lookups": median_of(lambda r: r["join"]["lookups"]),
+        "digests_per_label": median_of(lambda r: r["join"]["digests_looked_up"] / r["labels"]),
+        "outcome_panes": median_of(lambda r: r["join"]["outcome_panes"]),
+        "verified": all(r["verified"] for r in runs),
+    }
+
+
+def pending_memory_run(
+    args: argparse.Namespace,
+    bootstrap: str,
+    redis_url: str,
+    baseline_json: bytes,
+    common: list[str],
+    run_id: str,
+) -> dict[str, Any]:
+    import redis
+
+    from streams.baseline import Baseline
+
+    def run_stage(topic: str, stage: list[str]) -> dict[str, Any]:
+        return run_child([*common, "--child", "worker", "--topic", topic, *stage], args.timeout)
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=60)
+    try:
+        return measure_pending_memory(
+            client=client,
+            bootstrap=bootstrap,
+            baseline=Baseline.from_json(baseline_json),
+            events=make_events(args.pending_events, args.seed + 21),
+            partitions=args.partitions,
+            prefix=f"bench-{run_id}-memory.",
+            ns=f"bench-{uuid.uuid4().hex[:10]}",
+            seed=args.seed + 22,
+            run_stage=run_stage,
+            log=log,
+        )
+    finally:
+        client.close()
 
 
 def write_latest(result: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
-    latest = {
-        "raw_eps": round(result["raw_eps"]),
-        "single_eps": round(result["single_eps"]),
-        "batch_eps": round(result["batch_eps"]),
-        "events": result["events"],
-        "machine": result["machine"],
+    latest: dict[str, Any] = {
+        key: round(result[key]) for key in ("raw_eps", "single_eps", "batch_eps") if key in result
     }
+    if "labels" in result:
+        latest["labels_eps"] = round(result["labels"]["eps"])
+        latest["labels_ratio"] = round(result["labels"]["ratio"], 3)
+    if "pending_memory" in result:
+        pm = result["pending_memory"]
+        latest["pending_bytes"] = round(pm["pending"]["per_prediction"], 1)
+        latest["tombstone_bytes"] = round(pm["joined"]["per_prediction"], 1)
+    latest["events"] = result["events"]
+    latest["machine"] = result["machine"]
     path.write_text(json.dumps(latest, indent=2) + "\n")
     return path
 
 
 def print_table(result: dict[str, Any]) -> None:
     mach = result["machine"]
-    print(
-        f"\nundertow streaming: {result['events']:,} events x 30 features "
-        f"(~{result['bytes_per_event']} B each), {result['partitions']} partitions, "
-        f"{mach['cpus']} CPUs, Python {mach['python']}, median of {result['repeat']}"
-    )
-    raw = result["raw_eps"]
-    header = (
-        f"{'':<44} {'events/s':>10} {'min':>9} {'max':>9} {'x raw':>6} {'CPU us/ev':>9} {'GC s':>5}"
-    )
-    print(header)
-    print("-" * len(header))
-    for mode in result["modes"].values():
-        gc_s = "" if mode["gc_s"] is None else f"{mode['gc_s']:.2f}"
+    if result["modes"]:
         print(
-            f"{mode['label']:<44} {mode['median_eps']:>10,.0f} {mode['min_eps']:>9,.0f} "
-            f"{mode['max_eps']:>9,.0f} {mode['median_eps'] / raw:>6.2f} "
-            f"{mode['cpu_us_per_event']:>9.1f} {gc_s:>5}"
+            f"\nundertow streaming: {result['events']:,} events x 30 features "
+            f"(~{result['bytes_per_event']} B each), {result['partitions']} partitions, "
+            f"{mach['cpus']} CPUs, Python {mach['python']}, median of {result['repeat']}"
+        )
+        raw = result["raw_eps"]
+        header = (
+            f"{'':<44} {'events/s':>10} {'min':>9} {'max':>9} {'x raw':>6} {'CPU us/ev':>9} "
+            f"{'Redis us/ev':>11} {'GC s':>5}"
+        )
+        print(header)
+        print("-" * len(header))
+        for mode in result["modes"].values():
+            gc_s = "" if mode["gc_s"] is None else f"{mode['gc_s']:.2f}"
+            rcpu = mode["redis_cpu_us_per_event"]
+            print(
+                f"{mode['label']:<44} {mode['median_eps']:>10,.0f} {mode['min_eps']:>9,.0f} "
+                f"{mode['max_eps']:>9,.0f} {mode['median_eps'] / raw:>6.2f} "
+                f"{mode['cpu_us_per_event']:>9.1f} {'' if rcpu is None else f'{rcpu:.1f}':>11} "
+                f"{gc_s:>5}"
+            )
+    if "labels" in result:
+        lab = result["labels"]
+        print(
+            f"\nlabel join: {lab['warmup']:,} predictions pending in Redis from a warm-up run, "
+            f"then {lab['measured']:,} predictions and {lab['labels']:,} labels (1:1, "
+            f"{lab['bytes_per_label']:.0f} B each)\nread together; {lab['short_share']:.0%} of "
+            f"the labels are for a prediction <= {DEFAULT_MAX_LAG:,} events before them, the "
+            f"rest for the warm-up's;\nlabel TTL {result['label_ttl_s']:g} s, the warm-up's "
+            f"span: {lab['digests_per_label']:.1f} pending buckets looked up per label"
+        )
+        print(
+            f"  predictions + labels   {lab['eps']:>10,.0f}/s   ({lab['predictions_eps']:,.0f} "
+            f"predictions/s + {lab['labels_eps']:,.0f} labels/s)\n"
+            f"  predictions only       {lab['predictions_only_eps']:>10,.0f}/s   (same run)\n"
+            f"  ratio                  {lab['ratio']:>10.2f} x   ({lab['x_raw']:.2f} x the raw "
+            f"limit of predictions, {lab['x_raw_labels']:.2f} x the raw limit of both)\n"
+            f"  labels joined from Redis {lab['from_redis_share']:.1%}, from entries not flushed "
+            f"yet {lab['in_memory_share']:.1%}, held until their prediction came "
+            f"{lab['held_share']:.1%};\n  every run checked: label-counts joined = labels, no "
+            f"orphan or duplicate, tombstones = labels, outcome panes labelled = labels"
         )
     st = result["state"]
     print(
@@ -805,27 +649,21 @@ def print_table(result: dict[str, Any]) -> None:
         f"{st['memory_bytes']:,} B;\n  {st['all_partitions_bytes']:,} B when the same traffic "
         f"is spread over {st['partitions']} partitions ({5 * st['partitions']} pane partials)"
     )
+    if "pending_memory" in result:
+        print_pending_memory(result["pending_memory"])
     print()
     t = result["targets"]
-    lines = [
-        (
-            "batch envelopes >= 0.5 x raw limit",
-            f"{t['batch_ratio']['value']:.2f} x",
-            t["batch_ratio"]["pass"],
-        ),
-        (
-            "single events >= 25,000 events/s",
-            f"{t['single_eps']['value']:,.0f}/s",
-            t["single_eps"]["pass"],
-        ),
-        (
-            "state of one numeric feature < 8 KB",
-            f"{t['state_bytes']['value']:,} B",
-            t["state_bytes"]["pass"],
-        ),
-    ]
-    for what, value, ok in lines:
-        print(f"{what:<40} {value:>14}   {'PASS' if ok else 'FAIL'}")
+    shown = {
+        "batch_ratio": ("batch envelopes >= 0.5 x raw limit", "{:.2f} x"),
+        "single_eps": ("single events >= 25,000 events/s", "{:,.0f}/s"),
+        "labels_ratio": ("predictions + labels >= 0.7 x predictions", "{:.2f} x"),
+        "state_bytes": ("state of one numeric feature < 8 KB", "{:,} B"),
+        "pending_bytes": ("Redis per pending prediction <= 150 B", "{:.1f} B"),
+    }
+    for key, (what, fmt) in shown.items():
+        if key in t:
+            value = fmt.format(t[key]["value"])
+            print(f"{what:<44} {value:>12}   {'PASS' if t[key]['pass'] else 'FAIL'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -839,9 +677,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--events", type=positive_int, default=DEFAULT_EVENTS, help="events")
+    p.add_argument("--events", type=count, default=DEFAULT_EVENTS, help="events")
     p.add_argument("--repeat", type=positive_int, default=3, help="runs per mode (median)")
     p.add_argument(
         "--envelope", type=positive_int, default=DEFAULT_ENVELOPE, help="events per batch envelope"
@@ -861,18 +713,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         choices=VARIANTS,
-        help="also measure the worker with Python's default GC thresholds (see README)",
+        help="also measure the worker with Python's default GC thresholds (default-gc) or "
+        "with no task in its baseline, so no label join (no-task); see README",
+    )
+    p.add_argument(
+        "--no-labels",
+        dest="labels",
+        action="store_false",
+        help="leave out the label mode (predictions + labels)",
+    )
+    p.add_argument(
+        "--short-share",
+        type=share,
+        default=DEFAULT_SHORT_SHARE,
+        help="share of labels for a recent prediction (the rest: pending in Redis)",
+    )
+    p.add_argument(
+        "--pending-memory",
+        action="store_true",
+        help="also measure the Redis memory per pending prediction",
+    )
+    p.add_argument(
+        "--pending-events",
+        type=positive_int,
+        default=DEFAULT_PENDING_EVENTS,
+        help="predictions for --pending-memory",
+    )
+    p.add_argument(
+        "--skip-throughput",
+        action="store_true",
+        help="no events/s modes (with --pending-memory: the memory figures only)",
+    )
+    p.add_argument(
+        "--no-assign-guard",
+        dest="guard",
+        action="store_false",
+        help="do not pause fetching while partitions are assigned (see README: a race)",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
     # Internal: one measured run in this subprocess.
     p.add_argument("--child", choices=["raw", "worker"], help=argparse.SUPPRESS)
-    for name in ("--bootstrap", "--redis", "--topic", "--baseline"):
+    for name in ("--bootstrap", "--redis", "--topic", "--baseline", "--labels-topic", "--ns"):
         p.add_argument(name, help=argparse.SUPPRESS)
+    p.add_argument("--boundaries", help=argparse.SUPPRESS)
+    p.add_argument("--stage", choices=["fresh", "warmup", "resume"], default="fresh",
+                   help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--messages", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--volume", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--label-messages", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--no-register", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--variant", default="real", help=argparse.SUPPRESS)
     p.add_argument("--max-records", type=int, default=20_000, help=argparse.SUPPRESS)
     p.add_argument("--profile-out", dest="profile_out", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.child and args.events <= 0:
+        p.error("--events must be > 0")
+    if args.skip_throughput and not args.pending_memory:
+        p.error("--skip-throughput leaves nothing to measure without --pending-memory")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
