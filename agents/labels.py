@@ -52,6 +52,8 @@ from streams.label_join import (
     bucket_expired,
     bucket_width_ms,
     digest,
+    encode_entry,
+    entry_suffix,
     error_of,
     label_misfit,
 )
@@ -160,6 +162,8 @@ class LabelJoiner:
         self.pane_ms = settings.performance_slide_ms
         self.hold_ms = round(settings.label_hold_s * 1000)
         self.idle_ms = round(settings.idle_timeout_s * 1000)
+        #: Encoded (version, segments) suffixes of pending entries (`entry_suffix`).
+        self._suffixes: dict[tuple[Any, ...], bytes] = {}
 
     # -- ownership ------------------------------------------------------------------------
 
@@ -198,11 +202,18 @@ class LabelJoiner:
         fresh, held = part.fresh, part.held
         added: Counter[tuple[str, int]] = Counter()
         joins: list[Joined] = []
+        suffixes = self._suffixes
+        if len(suffixes) > 10_000:  # many distinct segment combinations: start over
+            suffixes.clear()
         for e in group:
             ts = round(e.timestamp * 1000)
             bucket = ts - ts % width
             d = digest(e.prediction_id)
-            entry = PendingEntry(version, ts, e.prediction, e.segments)
+            key = (version, *e.segments.items())
+            suffix = suffixes.get(key)
+            if suffix is None:
+                entry = PendingEntry(version, ts, e.prediction, e.segments)
+                suffix = suffixes[key] = entry_suffix(entry)
             waiting = held.get(d) if held else None
             if waiting is not None and waiting.label.model == model:
                 del held[d]
@@ -212,16 +223,17 @@ class LabelJoiner:
                 if misfit is not None:  # the prediction stays pending for a corrected label
                     self._count(part, model, "wrong_type")
                     self._letter(part, waiting.label, waiting.offset, "label_type", misfit)
-                    fresh[d] = (model, bucket, entry.encode())
+                    fresh[d] = (model, bucket, encode_entry(ts, e.prediction, suffix))
                     added[(model, bucket)] += 1
                     continue
                 # Its label came first and waited: join now, leave only a tombstone.
                 part.spent[d] = (model, bucket)
+                entry = PendingEntry(version, ts, e.prediction, e.segments)
                 joins.append(
                     Joined(model, bucket, entry, waiting.label.actual, waiting.label.timestamp)
                 )
             else:
-                fresh[d] = (model, bucket, entry.encode())
+                fresh[d] = (model, bucket, encode_entry(ts, e.prediction, suffix))
             added[(model, bucket)] += 1
         for (m, b), n in added.items():
             self._bucket(part, (m, b, width, ttl))

@@ -41,6 +41,7 @@ BUCKETS_PER_TTL = 8
 
 _HEAD = struct.Struct("<Bq")  # kind, event time (ms)
 _FLOAT = struct.Struct("<d")
+_HEAD_FLOAT = struct.Struct("<Bqd")  # the usual case in one pack: kind, time, score
 _KIND_FLOAT, _KIND_TEXT, _KIND_NONE = 0, 1, 2
 _MAX_TEXT = 255  # one length byte; segment values and versions are short by contract
 
@@ -66,21 +67,7 @@ class PendingEntry:
         >>> PendingEntry.decode(e.encode()) == e, len(e.encode())
         (True, 30)
         """
-        p = self.predicted
-        if isinstance(p, str):
-            parts = [_HEAD.pack(_KIND_TEXT, self.timestamp_ms), _text(p)]
-        elif p is None:
-            parts = [_HEAD.pack(_KIND_NONE, self.timestamp_ms)]
-        else:
-            parts = [_HEAD.pack(_KIND_FLOAT, self.timestamp_ms), _FLOAT.pack(p)]
-        parts.append(_text(self.version))
-        parts.append(bytes((min(len(self.segments), 255),)))
-        for i, (name, value) in enumerate(self.segments.items()):
-            if i == 255:
-                break
-            parts.append(_text(name))
-            parts.append(_text(value))
-        return b"".join(parts)
+        return encode_entry(self.timestamp_ms, self.predicted, entry_suffix(self))
 
     @classmethod
     def decode(cls, raw: bytes) -> PendingEntry:
@@ -107,6 +94,27 @@ class PendingEntry:
         if at != len(raw):
             raise ValueError("pending entry has trailing bytes")
         return cls(version, ts, predicted, segments)
+
+
+def entry_suffix(entry: PendingEntry) -> bytes:
+    """The version and segments part of an entry's bytes: the same for most predictions of
+    a model, so the ingest encodes it once per distinct value (`encode_entry`)."""
+    parts = [_text(entry.version), bytes((min(len(entry.segments), 255),))]
+    for i, (name, value) in enumerate(entry.segments.items()):
+        if i == 255:
+            break
+        parts.append(_text(name))
+        parts.append(_text(value))
+    return b"".join(parts)
+
+
+def encode_entry(timestamp_ms: int, predicted: float | str | None, suffix: bytes) -> bytes:
+    """`PendingEntry.encode` with the suffix (`entry_suffix`) already encoded."""
+    if isinstance(predicted, str):
+        return _HEAD.pack(_KIND_TEXT, timestamp_ms) + _text(predicted) + suffix
+    if predicted is None:
+        return _HEAD.pack(_KIND_NONE, timestamp_ms) + suffix
+    return _HEAD_FLOAT.pack(_KIND_FLOAT, timestamp_ms, predicted) + suffix
 
 
 def _text(s: str) -> bytes:
