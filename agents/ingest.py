@@ -36,8 +36,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from agents.deadletter import dead_letters, event_letter
+from agents.join_state import PartitionJoin
 from agents.join_store import JoinFlush, JoinStore, OutcomeKey
-from agents.labels import LabelJoiner, PartitionJoin
+from agents.labels import LabelJoiner
 from agents.metrics import WorkerMetrics
 from agents.pane_store import OwnershipLost, PaneKey, PaneStore, PartitionFlush
 from agents.registry import BaselineRegistry
