@@ -9,10 +9,7 @@ whether the query is valid or not, so a test can tell "invalid" from "no series"
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -26,6 +23,8 @@ from typing import Any
 import yaml
 
 from agents.devstack.environment import LOOPBACK, free_port
+
+from ..processes import LoggedProcess
 
 #: Start attempts: a free port may be taken by someone else before Prometheus binds it.
 PORT_ATTEMPTS = 3
@@ -50,7 +49,7 @@ class Result:
         return f"{len(self.series)} series ({self.result_type})"
 
 
-class PrometheusServer:
+class PrometheusServer(LoggedProcess):
     def __init__(
         self,
         binary: str,
@@ -161,32 +160,6 @@ class PrometheusServer:
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             raise PrometheusError(f"prometheus is not running\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, SIGKILL after ``timeout``; idempotent; returns the exit status."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what it started
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        return proc.returncode
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        tail = self.log_text().splitlines()[-lines:]
-        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

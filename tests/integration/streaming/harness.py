@@ -44,6 +44,8 @@ import numpy as np
 from agents.devstack.environment import LOOPBACK, free_port
 from streams.baseline import Baseline, CategoricalReference, NumericReference
 
+from ..processes import LoggedProcess
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 #: The settings of every streaming test: seconds instead of minutes.
@@ -76,8 +78,11 @@ class WorkerError(RuntimeError):
     """A worker did not start, did not become ready, or died."""
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """One ``undertow worker`` subprocess in its own session, its output in ``log_path``."""
+
+    stop_timeout = 20.0
+    tail_lines = 40
 
     def __init__(
         self,
@@ -203,33 +208,6 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM, SIGKILL after ``timeout``; idempotent; returns the exit status."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        # Whatever is left of its process group (it started none, but be sure).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        return proc.returncode
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        tail = self.log_text().splitlines()[-lines:]
-        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
 
     def __enter__(self) -> WorkerProcess:
         return self.start()
