@@ -356,19 +356,18 @@ class PredictionIngestor:
                 if not part.pending and not settled and part.next_offset is not None:
                     quiet.append(p)
                     continue
-                await self._flush_partition(part, now_ms)
+                await self._flush_partition(part, now_ms, settled)
             if quiet:
                 # Polled, nothing new: the heartbeat is what lets readers count it as idle.
                 await asyncio.to_thread(self.store.heartbeat, quiet, now_ms)
             await self._refresh_global_watermark(now_ms)
 
-    async def _flush_partition(self, part: OwnedPartition, now_ms: int) -> None:
+    async def _flush_partition(self, part: OwnedPartition, now_ms: int, settled: bool) -> None:
+        """``settled``: time alone has settled something of the label join (`LabelJoiner.due`)."""
         join = part.join
         join_batch: JoinFlush | None = None
         outcomes: dict[OutcomeKey, OutcomePane] = {}
-        if join is not None and (
-            join.pending or self.labels.due(join, part.watermark.value, now_ms)
-        ):
+        if join is not None and (join.pending or settled):
             # Settles held labels and expired buckets too, which can add dead letters.
             join_batch, outcomes = await self.labels.prepare_flush(
                 join, part.watermark.value, now_ms
