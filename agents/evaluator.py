@@ -45,7 +45,7 @@ from agents.acks import AckLog
 from agents.join_store import JoinStore
 from agents.metrics import WorkerMetrics
 from agents.outcome_evaluator import OutcomeEvaluator, evaluate_due
-from agents.pane_store import SEP, PaneStore
+from agents.pane_store import SEP, PaneStore, earliest_pane
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
 from streams.alert_policy import AlertContext, AlertPolicy
@@ -453,19 +453,13 @@ class Evaluator:
 
     def _first_pane(self, baseline: Baseline, partitions: list[int]) -> int | None:
         """The earliest pane with data, so evaluation starts where the stream does."""
-        key = f"{self.ns}:first:{baseline.model}{SEP}{baseline.version}"
-        cached = self.client.get(key)
-        if cached is not None:
-            return int(cached)
-        first: int | None = None
-        prefix = f"{baseline.model}{SEP}{baseline.version}{SEP}"
-        for p in partitions:
-            for name, _ in self.client.hscan_iter(f"{self.ns}:panes:{p}", match=prefix + "*"):
-                pane = int((name.decode() if isinstance(name, bytes) else name).rsplit(SEP, 1)[1])
-                first = pane if first is None else min(first, pane)
-        if first is not None:
-            self.client.set(key, str(first), nx=True)
-        return first
+        ident = f"{baseline.model}{SEP}{baseline.version}"
+        return earliest_pane(
+            self.client,
+            f"{self.ns}:first:{ident}",
+            (f"{self.ns}:panes:{p}" for p in partitions),
+            ident + SEP,
+        )
 
     def _window(self, baseline: Baseline, start: int, partitions: list[int]) -> PaneState:
         raws = self.store.panes(

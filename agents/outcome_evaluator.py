@@ -31,6 +31,7 @@ import orjson
 import redis
 
 from agents.join_store import SEP, JoinStore
+from agents.pane_store import earliest_pane
 from agents.registry import BaselineRegistry
 from agents.settings import Settings
 from streams.baseline import Baseline
@@ -70,7 +71,11 @@ class OutcomeEvaluator:
     # -- what to evaluate -----------------------------------------------------------------
 
     def plan(
-        self, baselines: list[Baseline], watermark: int, mine: Callable[[str], bool]
+        self,
+        baselines: list[Baseline],
+        watermark: int,
+        mine: Callable[[str], bool],
+        partitions: Iterable[int],
     ) -> list[tuple[Baseline, int, str]]:
         """(baseline, window start, kind) to evaluate now, oldest first (runs in a thread)."""
         by_ident = {(b.model, b.version): b for b in baselines}
@@ -92,7 +97,7 @@ class OutcomeEvaluator:
         final_mark = self._final_watermark(watermark, round(now * 1000))
         work: list[tuple[Baseline, int, str]] = []
         for ident, baseline in by_ident.items():
-            first = self._first_pane(ident)
+            first = self._first_pane(ident, partitions)
             if first is None:
                 continue
             ttl = self.settings.label_ttl_ms(baseline.label_ttl_s)
@@ -204,24 +209,14 @@ class OutcomeEvaluator:
         raw = self.client.hget(self._progress_key, _field(ident))
         return {} if raw is None else dict(orjson.loads(raw))
 
-    def _first_pane(self, ident: tuple[str, str]) -> int | None:
-        key = f"{self.ns}:first-outcome:{ident[0]}{SEP}{ident[1]}"
-        cached = self.client.get(key)
-        if cached is not None:
-            return int(cached)
-        first: int | None = None
-        prefix = f"{ident[0]}{SEP}{ident[1]}{SEP}"
-        for p in self._partitions():
-            for name, _ in self.client.hscan_iter(self.store.outcomes_key(p), match=prefix + "*"):
-                text = name.decode() if isinstance(name, bytes) else name
-                pane = int(text.rsplit(SEP, 1)[1])
-                first = pane if first is None else min(first, pane)
-        if first is not None:
-            self.client.set(key, str(first), nx=True)
-        return first
-
-    def _partitions(self) -> list[int]:
-        return sorted(int(k) for k in self.client.hkeys(f"{self.ns}:offsets"))
+    def _first_pane(self, ident: tuple[str, str], partitions: Iterable[int]) -> int | None:
+        joined = f"{ident[0]}{SEP}{ident[1]}"
+        return earliest_pane(
+            self.client,
+            f"{self.ns}:first-outcome:{joined}",
+            (self.store.outcomes_key(p) for p in partitions),
+            joined + SEP,
+        )
 
 
 def _field(ident: tuple[str, str]) -> str:
@@ -237,7 +232,7 @@ async def evaluate_due(
     emit: Callable[[Baseline, dict[str, Any], str, int], Any],
 ) -> int:
     """Plan, build and emit; ``emit`` returns "done", "skipped" or "busy" like a drift emit."""
-    work = await asyncio.to_thread(evaluator.plan, baselines, watermark, mine)
+    work = await asyncio.to_thread(evaluator.plan, baselines, watermark, mine, partitions)
     emitted = 0
     blocked: set[tuple[str, str, str]] = set()
     for baseline, start, kind in work:

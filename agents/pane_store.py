@@ -46,6 +46,25 @@ def parse_pane_field(raw: bytes | str) -> PaneKey:
     return model, version, int(pane)
 
 
+def earliest_pane(
+    client: redis.Redis, cache_key: str, hashes: Iterable[str], prefix: str
+) -> int | None:
+    """The earliest pane start among the fields ``prefix…␟pane`` of ``hashes``, cached at
+    ``cache_key`` once found: evaluation starts where a model version's stream does, not at
+    the epoch. Drift panes and outcome panes both use it."""
+    cached = client.get(cache_key)
+    if cached is not None:
+        return int(cached)
+    first: int | None = None
+    for key in hashes:
+        for name, _ in client.hscan_iter(key, match=prefix + "*"):
+            pane = int((name.decode() if isinstance(name, bytes) else name).rsplit(SEP, 1)[1])
+            first = pane if first is None else min(first, pane)
+    if first is not None:
+        client.set(cache_key, str(first), nx=True)
+    return first
+
+
 class OwnershipLost(RuntimeError):
     """Another worker owns the partition now: this worker's state for it is stale."""
 
